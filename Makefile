@@ -1,0 +1,47 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export SPARK_LOCAL_IP := 127.0.0.1
+export MASTER_ADDR := 127.0.0.1
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export TOKENIZERS_PARALLELISM := false
+
+RUN_DIR ?= runs/demo
+
+.PHONY: install demo test test-fast bench ui clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# CPU torch first, so nothing later can pull a CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	# torchrec's metadata requires the CUDA fbgemm-gpu; the CPU build is already installed
+	$(PY) -m pip install --quiet --no-deps torchrec==1.8.0
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/recsys run --config configs/demo.yaml --run-dir $(RUN_DIR)
+
+test: install
+	$(PY) -m pytest tests
+
+test-fast: install
+	$(PY) -m pytest tests -m "not slow"
+
+bench: install
+	$(PY) benchmarks/encode_throughput.py
+
+ui: install
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(RUN_DIR)/mlflow.db
+
+clean:
+	rm -rf runs .pytest_cache

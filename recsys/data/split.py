@@ -1,0 +1,72 @@
+"""Temporal splitting, defined once for every stage.
+
+Global time cut-offs: train = t < train_end, valid = train_end <= t < valid_end, test = t >= valid_end.
+Cut-offs live in the dataset manifest, so every stage of every run splits the same way and no stage can
+see test-period interactions by accident. Leave-last-out per user is for sequence evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TemporalSplit:
+    train_end: pd.Timestamp
+    valid_end: pd.Timestamp
+
+    def __post_init__(self) -> None:
+        if not self.train_end <= self.valid_end:
+            raise ValueError(f"split: train_end {self.train_end} must not be after valid_end {self.valid_end}")
+
+    @classmethod
+    def from_fractions(cls, timestamps: pd.Series, valid_fraction: float, test_fraction: float) -> "TemporalSplit":
+        """Cut-offs at time quantiles so that about the given fractions of events fall in valid and test."""
+        if not (0 <= valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
+            raise ValueError(f"split fractions: valid={valid_fraction}, test={test_fraction} must be in [0,1) "
+                             "and sum to less than 1")
+        ts = timestamps.sort_values().reset_index(drop=True)
+        n = len(ts)
+        train_end = ts.iloc[min(n - 1, int(round(n * (1 - valid_fraction - test_fraction))))]
+        valid_end = ts.iloc[min(n - 1, int(round(n * (1 - test_fraction))))]
+        return cls(pd.Timestamp(train_end), pd.Timestamp(valid_end))
+
+    @classmethod
+    def from_manifest(cls, split: dict) -> "TemporalSplit":
+        return cls(pd.Timestamp(split["train_end"]), pd.Timestamp(split["valid_end"]))
+
+    def to_manifest(self) -> dict[str, str]:
+        return {"train_end": self.train_end.isoformat(), "valid_end": self.valid_end.isoformat()}
+
+    def period(self, timestamps: pd.Series) -> pd.Series:
+        """'train' / 'valid' / 'test' for each timestamp."""
+        out = pd.Series("test", index=timestamps.index, dtype=object)
+        out[timestamps < self.valid_end] = "valid"
+        out[timestamps < self.train_end] = "train"
+        return out
+
+    def train(self, df: pd.DataFrame, column: str = "timestamp") -> pd.DataFrame:
+        return df.loc[df[column] < self.train_end]
+
+    def valid(self, df: pd.DataFrame, column: str = "timestamp") -> pd.DataFrame:
+        return df.loc[(df[column] >= self.train_end) & (df[column] < self.valid_end)]
+
+    def test(self, df: pd.DataFrame, column: str = "timestamp") -> pd.DataFrame:
+        return df.loc[df[column] >= self.valid_end]
+
+    def before_test(self, df: pd.DataFrame, column: str = "timestamp") -> pd.DataFrame:
+        return df.loc[df[column] < self.valid_end]
+
+
+def leave_last_out(interactions: pd.DataFrame, min_history: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per user: all but the last event (history) and the last event (target), users with >= min_history events.
+
+    Ties in time are broken by item_id so the result is deterministic.
+    """
+    df = interactions.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    counts = df.groupby("user_id")["item_id"].transform("size")
+    df = df.loc[counts >= min_history]
+    is_last = ~df["user_id"].duplicated(keep="last")
+    return df.loc[~is_last].reset_index(drop=True), df.loc[is_last].reset_index(drop=True)
