@@ -22,10 +22,7 @@ def prepare_dataset(cfg: DataConfig, target: Path, world=None, reuse: bool = Tru
         from recsys.data.adapters.synthetic import prepare_synthetic
         from recsys.world.config import WorldConfig
 
-        world = world if world is not None else WorldConfig()
-        world = world.model_copy(update={"valid_fraction": cfg.split.valid_fraction,
-                                         "test_fraction": cfg.split.test_fraction}) \
-            if "valid_fraction" in type(world).model_fields else world
+        world = (world if world is not None else WorldConfig()).model_copy(update={"split": cfg.split.fractions()})
         ds = prepare_synthetic(world, target)
     elif cfg.source == "movielens":
         from recsys.data.adapters.movielens import prepare_movielens

@@ -1,0 +1,446 @@
+"""Evaluation of the collaboration-aware enhancement (CRE; SAIL §4.2-4.4), before and after.
+
+Evaluators are named callables (sentence-transformers style) that score an `ItemSpace` (item vectors, and the
+CRE heads' projections onto the teachers where there are any) and return `dict[str, float]` with prefixed keys,
+a `primary_metric` and `greater_is_better`:
+
+    key prefix              what                                                         ground truth
+    seq2item_vanilla/       Recall@1/10/25: mean of <= 10 history embeddings -> all items  each user's last TRAIN
+    seq2item_filtered/        (history items excluded from the results)                    positive (leave-last-out)
+    i2i/                    Recall@10/50 of held-out co-engagement pairs (embedding.tasks)  behaviour
+    category_i2i/           Recall@10/50 and precision@10 of items sharing the primary     content
+                              category (the first entry of `categories`)
+    nmi/                    NMI of k-means (k = number of primary categories) vs category  content
+    teacher_<name>/         top-10 overlap and Kendall tau between the item's neighbours   behaviour (ID teacher)
+                              in the student space and in the teacher's, over teacher items
+    align_<name>/           bijective alignment through the CRE projection head           the teacher
+    probe_<name>/           the same through a ridge linear map fitted on the teacher items (any model, so a
+                              content-only model gets a number too)
+
+Definitions:
+- seq2item "vanilla" history = a seeded random <= 10 of the user's earlier train positives; "filtered" = the
+  <= 10 most similar to the target under FIXED reference vectors (`filter_vectors`, e.g. the content model's
+  embeddings), so the before and after models are queried with the same sequences.
+- Kendall tau (scipy.stats.kendalltau, tau-b) is computed per query over the union of the two top-k lists,
+  scoring those items by student cosine and by teacher cosine; averaged over queries.
+- Bijective alignment (SAIL §4.3): for a teacher item i, query the teacher vectors with the projected student
+  vector p_i -> top-1 teacher item j -> query the projected student vectors with t_j -> top-1 item k;
+  `bijective` = P(k == i), `top1` = P(j == i).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from embedding.encoders.types import EncodedItems
+from embedding.evaluate import RetrievalEvaluator, VectorEmbedder, evaluators_from_pairs, exact_search, normalize
+from embedding.infer import embed_items
+from embedding.tasks import PairConfig, SequenceSet, build_i2i_pairs, build_sequences, seq2item_events
+from recsys.data.dataset import Dataset
+
+log = logging.getLogger(__name__)
+
+ITEM_ROLE, ITEM_TASK = "target", "i2i"  # the instruction the item-embeddings table is written with
+
+
+class CREEvalConfig(BaseModel):
+    """What the CRE evaluators measure; the history settings should match the CRE training ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    history_len: int = Field(10, gt=0, description="history items averaged into a seq2item query (SAIL: 10)")
+    min_history: int = Field(3, gt=0, description="users with fewer usable earlier positives are skipped")
+    max_lookback: int = Field(50, gt=0, description="history items are drawn from the last N earlier positives")
+    seq_ks: list[int] = Field(default_factory=lambda: [1, 10, 25])
+    i2i_ks: list[int] = Field(default_factory=lambda: [10, 50])
+    neighbour_k: int = Field(10, gt=0, description="k of the top-k intersection / Kendall tau")
+    max_queries: int = Field(500, gt=0, description="queries per evaluator (a seeded sample)")
+    probe_ridge: float = Field(1e-2, gt=0, description="ridge penalty of the linear probe onto the teachers")
+    pairs: PairConfig = Field(default_factory=PairConfig, description="the content stage's pair config: its i2i "
+                                                                      "held-out pairs are evaluated")
+    seed: int = 0
+
+
+# ---- inputs -------------------------------------------------------------------------------------------------
+@dataclass
+class ItemSpace:
+    """Item vectors to evaluate. vectors [N, D] (rows aligned with item_ids) are L2-normalised on creation;
+    projected: teacher name -> [N, Dt], the student projected by the CRE head of that teacher."""
+
+    item_ids: np.ndarray
+    vectors: np.ndarray
+    projected: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.item_ids = np.asarray(self.item_ids, dtype=np.int64)
+        self.vectors = normalize(self.vectors)
+        if len(self.vectors) != len(self.item_ids):
+            raise ValueError(f"{len(self.vectors)} vectors for {len(self.item_ids)} item ids")
+        for name, p in self.projected.items():
+            if len(p) != len(self.item_ids):
+                raise ValueError(f"projected[{name!r}] has {len(p)} rows for {len(self.item_ids)} items")
+        self.projected = {k: normalize(v) for k, v in self.projected.items()}
+        self._index = pd.Index(self.item_ids)
+
+    def rows(self, ids) -> np.ndarray:
+        """Row of each id, -1 where absent (and for -1 padding)."""
+        return self._index.get_indexer(np.asarray(ids, dtype=np.int64).reshape(-1)).reshape(np.shape(ids))
+
+
+def teacher_matrix(table: pd.DataFrame, name: str = "teacher") -> tuple[np.ndarray, np.ndarray]:
+    """(item_ids [V] int64, vectors [V, Dt] float32 L2-normalised) from a teacher's item-embeddings table
+    (columns item_id, embedding). Raises ValueError naming the teacher and the bad item."""
+    missing = {"item_id", "embedding"} - set(table.columns)
+    if missing:
+        raise ValueError(f"teacher {name!r}: table lacks columns {sorted(missing)} (has {list(table.columns)})")
+    ids = table["item_id"].to_numpy(np.int64)
+    if len(ids) == 0:
+        raise ValueError(f"teacher {name!r}: empty item-embeddings table")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError(f"teacher {name!r}: duplicate item_id {int(ids[pd.Index(ids).duplicated()][0])}")
+    dims = table["embedding"].map(len).to_numpy()
+    if (dims != dims[0]).any():
+        bad = int(np.flatnonzero(dims != dims[0])[0])
+        raise ValueError(f"teacher {name!r}: item_id {int(ids[bad])} has dimension {dims[bad]}, expected {dims[0]}")
+    vectors = np.stack(table["embedding"].to_numpy()).astype(np.float32)
+    finite = np.isfinite(vectors).all(1) & (np.linalg.norm(vectors, axis=1) > 0)
+    if not finite.all():
+        raise ValueError(f"teacher {name!r}: item_id {int(ids[~finite][0])} has a non-finite or zero vector")
+    return ids, normalize(vectors)
+
+
+def primary_categories(ds: Dataset) -> pd.Series:
+    """item_id -> first category label (items without categories are left out)."""
+    cats = ds.items.set_index("item_id")["categories"] if "categories" in ds.items.columns else pd.Series(dtype=object)
+    first = cats.map(lambda v: str(v[0]) if v is not None and len(v) else None).dropna()
+    return first
+
+
+# ---- evaluators -----------------------------------------------------------------------------------------------
+@dataclass
+class Seq2ItemEvaluator:
+    """Recall@k of the next item: query = normalised mean of the history items' vectors; corpus = all items;
+    the query's own history items are excluded from the results."""
+
+    name: str
+    sequences: SequenceSet
+    ks: tuple[int, ...] = (1, 10, 25)
+    greater_is_better: bool = True
+
+    @property
+    def primary_metric(self) -> str:
+        return f"{self.name}/recall@{10 if 10 in self.ks else self.ks[0]}"
+
+    def __call__(self, space: ItemSpace) -> dict[str, float]:
+        hist = space.rows(self.sequences.history)  # (S, L), -1 = padding / unknown
+        tgt = space.rows(self.sequences.target)  # (S,)
+        ok = (tgt >= 0) & (hist >= 0).any(1)
+        hist, tgt = hist[ok], tgt[ok]
+        out = {f"{self.name}/n_queries": float(len(tgt))}
+        if not len(tgt):
+            return {**out, **{f"{self.name}/recall@{k}": float("nan") for k in self.ks}}
+        valid = (hist >= 0)[..., None]
+        q = (space.vectors[np.maximum(hist, 0)] * valid).sum(1) / valid.sum(1)  # (S, D) mean of history
+        kk = max(self.ks)
+        _, top = exact_search(q, space.vectors, kk + hist.shape[1])  # room for the excluded history items
+        rank = np.full(len(tgt), np.inf)
+        for i in range(len(tgt)):
+            row = top[i][~np.isin(top[i], hist[i]) & (top[i] >= 0)][:kk]
+            hit = np.flatnonzero(row == tgt[i])
+            if len(hit):
+                rank[i] = hit[0]
+        for k in self.ks:
+            out[f"{self.name}/recall@{k}"] = float(np.mean(rank < k))
+        return out
+
+
+@dataclass
+class PairRetrievalEvaluator:
+    """embedding.evaluate.RetrievalEvaluator (held-out co-engagement pairs) over an ItemSpace."""
+
+    inner: RetrievalEvaluator
+    greater_is_better: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def primary_metric(self) -> str:
+        return self.inner.primary_metric
+
+    def __call__(self, space: ItemSpace) -> dict[str, float]:
+        keep = space.rows(self.inner.corpus_keys)
+        if (keep < 0).any():
+            raise ValueError(f"{self.name}: {int((keep < 0).sum())} corpus items have no vector")
+        return self.inner(VectorEmbedder(space.item_ids, space.vectors))
+
+
+@dataclass
+class CategoryEvaluator:
+    """Content pairs: query item -> relevant = the other items with the same primary category.
+    recall@k = |relevant in top k| / |relevant| (small for big categories), precision@k = share of the top k
+    that share the category (the usual reading of "neighbours keep the genre")."""
+
+    labels: pd.Series  # item_id -> label
+    ks: tuple[int, ...] = (10, 50)
+    max_queries: int = 500
+    seed: int = 0
+    name: str = "category_i2i"
+    greater_is_better: bool = True
+
+    @property
+    def primary_metric(self) -> str:
+        return f"{self.name}/precision@{self.ks[0]}"
+
+    def __call__(self, space: ItemSpace) -> dict[str, float]:
+        rows = space.rows(self.labels.index.to_numpy())
+        lab = self.labels.to_numpy()[rows >= 0]
+        rows = rows[rows >= 0]
+        lab_of_row = np.full(len(space.item_ids), None, dtype=object)
+        lab_of_row[rows] = lab
+        counts = pd.Series(lab).value_counts()
+        cand = rows[pd.Series(lab).map(counts).to_numpy() >= 2]  # queries need another item of their category
+        if not len(cand):
+            return {f"{self.name}/n_queries": 0.0}
+        rng = np.random.default_rng(self.seed)
+        q = np.sort(rng.choice(cand, min(self.max_queries, len(cand)), replace=False))
+        kk = max(self.ks)
+        _, top = exact_search(space.vectors[q], space.vectors, kk + 1)
+        out = {f"{self.name}/n_queries": float(len(q))}
+        res = {k: ([], []) for k in self.ks}
+        for i, r in enumerate(q):
+            row = top[i][(top[i] != r) & (top[i] >= 0)][:kk]
+            same = lab_of_row[row] == lab_of_row[r]
+            n_rel = counts[lab_of_row[r]] - 1
+            for k in self.ks:
+                res[k][0].append(same[:k].sum() / n_rel)
+                res[k][1].append(same[:k].mean() if k <= len(same) else same.sum() / k)
+        for k in self.ks:
+            out[f"{self.name}/recall@{k}"] = float(np.mean(res[k][0]))
+        out[f"{self.name}/precision@{self.ks[0]}"] = float(np.mean(res[self.ks[0]][1]))
+        return out
+
+
+@dataclass
+class ClusterNMIEvaluator:
+    """NMI (sklearn normalized_mutual_info_score) of k-means clusters of the item vectors (k = number of
+    distinct labels) against the labels (primary category)."""
+
+    labels: pd.Series  # item_id -> label
+    seed: int = 0
+    name: str = "nmi"
+    greater_is_better: bool = True
+
+    @property
+    def primary_metric(self) -> str:
+        return f"{self.name}/category"
+
+    def __call__(self, space: ItemSpace) -> dict[str, float]:
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import normalized_mutual_info_score
+
+        rows = space.rows(self.labels.index.to_numpy())
+        lab = self.labels.to_numpy()[rows >= 0]
+        rows = rows[rows >= 0]
+        k = len(np.unique(lab)) if len(lab) else 0
+        if k < 2 or len(rows) <= k:
+            return {f"{self.name}/category": float("nan"), f"{self.name}/k": float(k)}
+        clusters = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit_predict(space.vectors[rows])
+        return {f"{self.name}/category": float(normalized_mutual_info_score(lab, clusters)),
+                f"{self.name}/k": float(k)}
+
+
+def _common(space: ItemSpace, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(space rows, teacher vectors) of the teacher items that the space has, in teacher order."""
+    rows = space.rows(ids)
+    return rows[rows >= 0], vectors[rows >= 0]
+
+
+def _sample(n: int, max_queries: int, seed: int) -> np.ndarray:
+    return np.arange(n) if n <= max_queries else np.sort(np.random.default_rng(seed).choice(n, max_queries, False))
+
+
+def _top_excluding_self(q_idx: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
+    _, top = exact_search(vectors[q_idx], vectors, k + 1)
+    return np.stack([r[(r != s) & (r >= 0)][:k] for r, s in zip(top, q_idx)])
+
+
+@dataclass
+class NeighbourAgreementEvaluator:
+    """Top-k intersection and Kendall tau between each teacher item's neighbours under the student vectors
+    and under the teacher's vectors (both searched among the teacher items the space has)."""
+
+    teacher: str
+    teacher_ids: np.ndarray
+    teacher_vectors: np.ndarray
+    k: int = 10
+    max_queries: int = 500
+    seed: int = 0
+    greater_is_better: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"teacher_{self.teacher}"
+
+    @property
+    def primary_metric(self) -> str:
+        return f"{self.name}/top{self.k}_overlap"
+
+    def __call__(self, space: ItemSpace) -> dict[str, float]:
+        from scipy.stats import kendalltau
+
+        rows, tvec = _common(space, self.teacher_ids, self.teacher_vectors)
+        svec = space.vectors[rows]
+        if len(rows) <= self.k:
+            return {f"{self.name}/n_queries": float(len(rows))}
+        q = _sample(len(rows), self.max_queries, self.seed)
+        s_top = _top_excluding_self(q, svec, self.k)
+        t_top = _top_excluding_self(q, tvec, self.k)
+        overlap, taus = [], []
+        for i, qi in enumerate(q):
+            overlap.append(len(np.intersect1d(s_top[i], t_top[i])) / self.k)
+            union = np.union1d(s_top[i], t_top[i])
+            tau = kendalltau(svec[union] @ svec[qi], tvec[union] @ tvec[qi]).statistic
+            if np.isfinite(tau):
+                taus.append(tau)
+        return {f"{self.name}/top{self.k}_overlap": float(np.mean(overlap)),
+                f"{self.name}/kendall_tau": float(np.mean(taus)) if taus else float("nan"),
+                f"{self.name}/n_queries": float(len(q))}
+
+
+def ridge_probe(x: np.ndarray, y: np.ndarray, ridge: float = 1e-2) -> np.ndarray:
+    """W [D, Dt] minimising |x W - y|^2 + ridge * len(x) * |W|^2 (least squares, closed form)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    a = x.T @ x + ridge * len(x) * np.eye(x.shape[1])
+    return np.linalg.solve(a, x.T @ y).astype(np.float32)
+
+
+def bijective_alignment(projected: np.ndarray, teacher: np.ndarray, queries: np.ndarray | None = None
+                        ) -> dict[str, float]:
+    """Rows are aligned items. query p_i -> top teacher j -> query t_j -> top projected k:
+    bijective = P(k == i), top1 = P(j == i)."""
+    q = np.arange(len(projected)) if queries is None else np.asarray(queries)
+    _, fwd = exact_search(projected[q], teacher, 1)  # (Q, 1)
+    fwd = fwd[:, 0]
+    _, back = exact_search(teacher[fwd], projected, 1)
+    return {"bijective": float(np.mean(back[:, 0] == q)), "top1": float(np.mean(fwd == q))}
+
+
+@dataclass
+class BijectiveAlignmentEvaluator:
+    """Bijective alignment accuracy between the student and a teacher, through the CRE head
+    (`source="head"`, prefix align_<teacher>; skipped when the space has no projection for the teacher) or a
+    ridge linear probe fitted on the teacher items (`source="probe"`, prefix probe_<teacher>; in-sample)."""
+
+    teacher: str
+    teacher_ids: np.ndarray
+    teacher_vectors: np.ndarray
+    source: str = "head"
+    max_queries: int = 500
+    ridge: float = 1e-2
+    seed: int = 0
+    greater_is_better: bool = True
+
+    def __post_init__(self) -> None:
+        if self.source not in ("head", "probe"):
+            raise ValueError(f"unknown alignment source {self.source!r}; expected 'head' or 'probe'")
+
+    @property
+    def name(self) -> str:
+        return f"{'align' if self.source == 'head' else 'probe'}_{self.teacher}"
+
+    @property
+    def primary_metric(self) -> str:
+        return f"{self.name}/bijective"
+
+    def __call__(self, space: ItemSpace) -> dict[str, float]:
+        rows, tvec = _common(space, self.teacher_ids, self.teacher_vectors)
+        if len(rows) < 2:
+            return {}
+        if self.source == "head":
+            if self.teacher not in space.projected:
+                return {}
+            proj = space.projected[self.teacher][rows]
+        else:
+            x = space.vectors[rows]
+            proj = normalize(x @ ridge_probe(x, tvec, self.ridge))
+        m = bijective_alignment(proj, tvec, _sample(len(rows), self.max_queries, self.seed))
+        return {f"{self.name}/{k}": v for k, v in m.items()}
+
+
+Evaluator = (Seq2ItemEvaluator | PairRetrievalEvaluator | CategoryEvaluator | ClusterNMIEvaluator
+             | NeighbourAgreementEvaluator | BijectiveAlignmentEvaluator)
+
+
+# ---- assembly -------------------------------------------------------------------------------------------------
+def build_cre_evaluators(ds: Dataset, corpus_item_ids: np.ndarray, teachers: dict[str, pd.DataFrame],
+                         cfg: CREEvalConfig = CREEvalConfig(), filter_ids: np.ndarray | None = None,
+                         filter_vectors: np.ndarray | None = None) -> list:
+    """Every CRE evaluator for `ds` (TRAIN split only) and the teachers' item tables. Filtered seq2item
+    sequences need fixed reference vectors (`filter_ids`, `filter_vectors`; e.g. the content model's item
+    embeddings); without them only vanilla sequences are evaluated."""
+    corpus_item_ids = np.asarray(corpus_item_ids, dtype=np.int64)
+    history, targets = seq2item_events(ds)
+    known = set(corpus_item_ids.tolist())
+    events = pd.concat([history, targets], ignore_index=True)
+    events = events.loc[events["item_id"].isin(known)]
+    out: list = []
+    kinds = ["vanilla"] + (["filtered"] if filter_vectors is not None else [])
+    for kind in kinds:
+        seqs = build_sequences(events, kind, cfg.history_len, filter_ids, filter_vectors, cfg.min_history,
+                               cfg.max_lookback, last_only=True, seed=cfg.seed)
+        if len(seqs) > cfg.max_queries:
+            keep = _sample(len(seqs), cfg.max_queries, cfg.seed)
+            seqs = SequenceSet(seqs.kind, seqs.user_id[keep], seqs.history[keep], seqs.target[keep], seqs.info)
+        out.append(Seq2ItemEvaluator(f"seq2item_{kind}", seqs, tuple(cfg.seq_ks)))
+    ps = build_i2i_pairs(ds, cfg.pairs).restrict_items(corpus_item_ids)
+    out += [PairRetrievalEvaluator(ev) for ev in
+            evaluators_from_pairs({"i2i": ps}, corpus_item_ids, cfg.max_queries, cfg.seed, tuple(cfg.i2i_ks))]
+    cats = primary_categories(ds)
+    cats = cats.loc[cats.index.isin(known)]
+    if cats.nunique() >= 2:
+        out.append(CategoryEvaluator(cats, tuple(cfg.i2i_ks), cfg.max_queries, cfg.seed))
+        out.append(ClusterNMIEvaluator(cats, cfg.seed))
+    for name, table in sorted(teachers.items()):
+        ids, vec = teacher_matrix(table, name)
+        out.append(NeighbourAgreementEvaluator(name, ids, vec, cfg.neighbour_k, cfg.max_queries, cfg.seed))
+        for source in ("head", "probe"):
+            out.append(BijectiveAlignmentEvaluator(name, ids, vec, source, cfg.max_queries, cfg.probe_ridge,
+                                                   cfg.seed))
+    return out
+
+
+def run_cre_evaluators(evaluators: Sequence, space: ItemSpace, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for ev in evaluators:
+        out.update({f"{prefix}{k}": v for k, v in ev(space).items()})
+    return out
+
+
+def model_space(model, encoded: EncodedItems, heads=None, batch_size: int = 256, device: str = "auto"
+                ) -> ItemSpace:
+    """Embed every item as the item-embeddings table does (target role, i2i task) with a model (or a saved
+    model directory); `heads` (embedding.cre.load_heads, or a path to heads.safetensors) add the projections."""
+    from embedding.cre import load_heads, project  # cre imports this module: import here
+    from embedding.model import OmniEmbeddingModel
+
+    if isinstance(model, (str, Path)):
+        model = OmniEmbeddingModel.from_pretrained(model)
+    vectors = embed_items(model, encoded, batch_size, device, role=ITEM_ROLE, task=ITEM_TASK)
+    if isinstance(heads, (str, Path)):
+        heads = load_heads(heads)
+    return ItemSpace(encoded.item_ids, vectors, project(heads, vectors) if heads is not None else {})
+
+
+__all__ = ["CREEvalConfig", "ItemSpace", "Seq2ItemEvaluator", "PairRetrievalEvaluator", "CategoryEvaluator",
+           "ClusterNMIEvaluator", "NeighbourAgreementEvaluator", "BijectiveAlignmentEvaluator",
+           "build_cre_evaluators", "run_cre_evaluators", "model_space", "teacher_matrix", "bijective_alignment",
+           "ridge_probe", "primary_categories"]

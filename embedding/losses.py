@@ -1,0 +1,237 @@
+"""Contrastive losses as small composable modules (sentence-transformers style).
+
+Every loss has the same contract:
+
+- `forward(features, labels=None, key=...)` only embeds: `features` is a list of `(batch, role, task)` tuples
+  (query side first), embedded with `self.model`; the maths lives in
+- `compute_loss_from_embeddings(embeddings, labels=None, key=...)`, reusable on cached or truncated embeddings;
+- `get_config_dict()` for logging.
+
+Wrappers (MatryoshkaLoss) take another loss and call its `compute_loss_from_embeddings` on every prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+Features = Sequence[tuple[dict[str, Tensor], str, str]]  # (batch, role, task) per side
+
+
+def _embed(model: nn.Module | None, features: Features) -> list[Tensor]:
+    if model is None:
+        raise ValueError("this loss was built without a model; call compute_loss_from_embeddings instead")
+    return [model(batch, role=role, task=task).embedding for batch, role, task in features]
+
+
+class InfoNCELoss(nn.Module):
+    """InfoNCE with in-batch negatives and a learnable temperature per dataset/task key (SAIL §3.3.2).
+
+    For query i, the positive is target i and every other target in the batch is a negative:
+    ``loss = CE(cos(q_i, t_j) / tau_key, j = i)``, optionally averaged with the target -> query direction.
+
+    Args:
+        model: the embedding model (only needed for `forward`).
+        keys: the dataset/task keys that get their own temperature (e.g. ["i2i", "q2i", "label"]).
+        temperature: initial tau for every key (scale = 1 / tau); a float, or a dict key -> tau.
+        learnable: learn log(tau) per key; otherwise fixed.
+        symmetric: also score targets against queries (both sides are items in i2i).
+        min_temperature: lower clamp of tau (scale at most 1 / min_temperature).
+
+    Labels (optional): LongTensor [B, 2] of (query id, target id). Column j is **not** used as a negative of
+    row i when it shares the query or the target id (or the query id equals the target id: the same item on
+    both sides), so duplicate items or labels in a batch are not pushed apart. Give query texts ids that cannot
+    collide with item ids (e.g. negative ones).
+
+    Inputs:
+        +---------------------------------+-------------------------------+
+        | embeddings                      | labels                        |
+        +=================================+===============================+
+        | [query [B, D], target [B, D]]   | None or [B, 2] (qid, tid)     |
+        +---------------------------------+-------------------------------+
+    """
+
+    def __init__(self, model: nn.Module | None = None, keys: Iterable[str] = ("default",),
+                 temperature: float | dict[str, float] = 0.05, learnable: bool = True, symmetric: bool = False,
+                 min_temperature: float = 0.01) -> None:
+        super().__init__()
+        keys = list(keys)
+        if not keys:
+            raise ValueError("InfoNCELoss needs at least one key")
+        init = temperature if isinstance(temperature, dict) else {k: temperature for k in keys}
+        bad = {k: t for k, t in init.items() if not t > 0}
+        if bad or set(init) != set(keys):
+            raise ValueError(f"temperatures must be > 0 and given for every key {keys}; got {init}")
+        self.model = model
+        self.symmetric, self.learnable, self.min_temperature = symmetric, learnable, min_temperature
+        self.init_temperature = dict(init)
+        self.log_temperature = nn.ParameterDict(
+            {k: nn.Parameter(torch.tensor(math.log(init[k])), requires_grad=learnable) for k in keys})
+
+    def temperature(self, key: str) -> Tensor:
+        if key not in self.log_temperature:
+            raise KeyError(f"no temperature for key {key!r}; known keys {list(self.log_temperature)}")
+        return self.log_temperature[key].exp().clamp(min=self.min_temperature)
+
+    def forward(self, features: Features, labels: Tensor | None = None, key: str = "default") -> Tensor:
+        return self.compute_loss_from_embeddings(_embed(self.model, features), labels, key)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None,
+                                     key: str = "default") -> Tensor:
+        q, t = embeddings[0], embeddings[1]  # (B, D) each, L2-normalised
+        logits = q @ t.T / self.temperature(key)  # (B, B)
+        if labels is not None:
+            qid, tid = labels[:, 0], labels[:, 1]
+            same = ((qid[:, None] == qid[None]) | (tid[:, None] == tid[None]) | (qid[:, None] == tid[None])
+                    | (tid[:, None] == qid[None]))
+            same.fill_diagonal_(False)
+            logits = logits.masked_fill(same, float("-inf"))
+        target = torch.arange(len(q), device=q.device)
+        loss = F.cross_entropy(logits, target)
+        if self.symmetric:
+            loss = (loss + F.cross_entropy(logits.T, target)) / 2
+        return loss
+
+    def get_config_dict(self) -> dict:
+        return {"temperature": {k: round(self.temperature(k).item(), 5) for k in self.log_temperature},
+                "learnable": self.learnable, "symmetric": self.symmetric, "min_temperature": self.min_temperature}
+
+
+class MatryoshkaLoss(nn.Module):
+    """Apply a base loss to several L2-normalised prefixes of the embeddings and sum (weighted).
+
+    SAIL: ``L = L_nce(z[:128]) + L_nce(z[:768]) + L_nce(z[:1536])``, equal weights.
+
+    Args:
+        base_loss: any loss with `compute_loss_from_embeddings(embeddings, labels, **kw)`.
+        dims: prefix sizes, e.g. [64, 128, 256] (the last is normally the full size).
+        weights: one weight per dim; default 1 each (a plain sum, as in SAIL and sentence-transformers).
+    """
+
+    def __init__(self, base_loss: nn.Module, dims: Sequence[int], weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        dims = list(dims)
+        weights = [1.0] * len(dims) if weights is None else list(weights)
+        if not dims or any(d <= 0 for d in dims):
+            raise ValueError(f"Matryoshka dims must be positive, got {dims}")
+        if len(weights) != len(dims):
+            raise ValueError(f"Matryoshka weights {weights} must match dims {dims} in length")
+        self.base_loss, self.dims, self.weights = base_loss, dims, weights
+        self.model = getattr(base_loss, "model", None)
+
+    def forward(self, features: Features, labels: Tensor | None = None, **kw) -> Tensor:
+        return self.compute_loss_from_embeddings(_embed(self.model, features), labels, **kw)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None,
+                                     **kw) -> Tensor:
+        full = embeddings[0].shape[-1]
+        if max(self.dims) > full:
+            raise ValueError(f"Matryoshka dim {max(self.dims)} exceeds the embedding size {full}")
+        total = embeddings[0].new_zeros(())
+        for d, w in zip(self.dims, self.weights):
+            prefix = [F.normalize(e[..., :d], dim=-1) for e in embeddings]
+            total = total + w * self.base_loss.compute_loss_from_embeddings(prefix, labels, **kw)
+        return total
+
+    def get_config_dict(self) -> dict:
+        return {"base_loss": type(self.base_loss).__name__, "dims": self.dims, "weights": self.weights,
+                **{f"base.{k}": v for k, v in self.base_loss.get_config_dict().items()}}
+
+
+class CoSENTLoss(nn.Module):
+    """CoSENT for graded similarity scores (SAIL §3.3.2, Su 2022).
+
+    ``loss = log(1 + sum_{s(i) > s(j)} exp((cos_j - cos_i) * scale))`` over all pairs of pairs in the batch
+    whose gold scores are ordered: a pair with a higher gold score should get a higher cosine.
+
+    Args:
+        scale: 1 / temperature (sentence-transformers default 20).
+
+    Inputs:
+        +---------------------------------+-----------------------+
+        | embeddings                      | labels                |
+        +=================================+=======================+
+        | [a [B, D], b [B, D]]            | float scores [B]      |
+        +---------------------------------+-----------------------+
+    """
+
+    def __init__(self, model: nn.Module | None = None, scale: float = 20.0) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ValueError(f"CoSENT scale must be > 0, got {scale}")
+        self.model, self.scale = model, scale
+
+    def forward(self, features: Features, labels: Tensor, **kw) -> Tensor:
+        return self.compute_loss_from_embeddings(_embed(self.model, features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor, **kw) -> Tensor:
+        cos = F.cosine_similarity(embeddings[0], embeddings[1], dim=-1) * self.scale  # (B,)
+        diff = cos[None, :] - cos[:, None]  # diff[i, j] = cos_j - cos_i
+        ordered = labels[:, None] > labels[None, :]  # gold(i) > gold(j)
+        diff = diff[ordered]
+        return torch.logsumexp(torch.cat([diff.new_zeros(1), diff]), dim=0)
+
+    def get_config_dict(self) -> dict:
+        return {"scale": self.scale}
+
+
+class DistillationLoss(nn.Module):
+    """Feature distillation onto a teacher's vectors through a projection head (SAIL §3.3.5, ID2item).
+
+    The paper leaves the loss form open; ours is cosine distance + in-batch contrastive:
+    ``loss = w_cos * mean(1 - cos(p_i, t_i)) + w_nce * InfoNCE(p, t)`` with ``p = normalize(head(student))``.
+    The cosine term pulls every projected vector onto its own teacher vector (absolute position); the InfoNCE term
+    (in-batch negatives, both directions) makes it closer to its own teacher vector than to the other items' ones
+    (relative geometry: teacher neighbourhoods), which the cosine term alone does not enforce.
+
+    Args:
+        model: the embedding model (only needed for `forward`).
+        head: maps the student embedding [B, D] to the teacher space [B, Dt] (e.g. ProjectionHead).
+        cosine_weight / contrastive_weight: weights of the two terms (>= 0, not both 0).
+        temperature: initial InfoNCE temperature (learnable when `learnable`).
+
+    Inputs:
+        +---------------------------------+------------------------------------------+
+        | embeddings                      | labels                                   |
+        +=================================+==========================================+
+        | [student [B, D]]                | teacher vectors [B, Dt] (L2-normalised)  |
+        +---------------------------------+------------------------------------------+
+    """
+
+    def __init__(self, model: nn.Module | None = None, head: nn.Module | None = None, cosine_weight: float = 1.0,
+                 contrastive_weight: float = 1.0, temperature: float = 0.05, learnable: bool = True) -> None:
+        super().__init__()
+        if head is None:
+            raise ValueError("DistillationLoss needs a projection head")
+        if cosine_weight < 0 or contrastive_weight < 0 or cosine_weight + contrastive_weight <= 0:
+            raise ValueError(f"distillation weights must be >= 0 and not both 0, got cosine={cosine_weight}, "
+                             f"contrastive={contrastive_weight}")
+        self.model, self.head = model, head
+        self.cosine_weight, self.contrastive_weight = cosine_weight, contrastive_weight
+        self.nce = InfoNCELoss(None, keys=["default"], temperature=temperature, learnable=learnable, symmetric=True)
+        self.last: dict[str, float] = {}  # the two terms of the last call (for logging)
+
+    def forward(self, features: Features, labels: Tensor, **kw) -> Tensor:
+        return self.compute_loss_from_embeddings(_embed(self.model, features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor, **kw) -> Tensor:
+        p = F.normalize(self.head(embeddings[0]), dim=-1)  # (B, Dt)
+        t = F.normalize(labels.to(p.dtype), dim=-1)  # (B, Dt)
+        if p.shape != t.shape:
+            raise ValueError(f"projected student {tuple(p.shape)} and teacher {tuple(t.shape)} shapes differ")
+        cos = (1.0 - (p * t).sum(-1)).mean()
+        nce = self.nce.compute_loss_from_embeddings([p, t]) if len(p) > 1 else p.new_zeros(())
+        self.last = {"cosine": float(cos.detach()), "contrastive": float(nce.detach())}
+        return self.cosine_weight * cos + self.contrastive_weight * nce
+
+    def get_config_dict(self) -> dict:
+        return {"cosine_weight": self.cosine_weight, "contrastive_weight": self.contrastive_weight,
+                **{f"nce.{k}": v for k, v in self.nce.get_config_dict().items()}}

@@ -1,0 +1,374 @@
+"""The omni-modal item embedding model (SAIL-Embedding §3.2, small and trained from scratch here).
+
+Token sequence of one item (absent modalities contribute no tokens; padding masks hide them):
+
+    [task token] [audio token] [Nq visual tokens] [text tokens ...] [one token per precomputed vector]
+         |            |               |                  |                      |
+     (task, role)  chunks -> enc   Perceiver over      projected +          linear per
+     embedding     -> mean -> proj  all frames' patches field embedding     vector name
+
+-> bidirectional TransformerEncoder -> mean_pool(tanh(h)) over valid tokens -> Linear(H, D) -> L2 normalise.
+The first 64 / 128 / ... dimensions are trained as Matryoshka prefixes (see embedding.losses.MatryoshkaLoss);
+`EmbeddingOutput.truncate(d)` gives a normalised prefix.
+
+Batches are dicts of tensors built by `collate(encoded, idx, device)` / `collate_texts(tokens, idx, device)`:
+
+    text_tokens [B, Lt, Dt] float   text_field [B, Lt] long (-1 = padding)
+    image [B, F, P, Di] float       image_mask [B, F] bool            (optional)
+    audio [B, K, n_mels, T] or [B, K, Da] float, audio_mask [B, K]   (optional)
+    pre_<name> [B, D_name] float, NaN rows = missing                  (optional, one per precomputed vector)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from embedding.encoders.types import TEXT_FIELDS, EncodedItems, TextTokens
+from embedding.perceiver import VisualPerceiver
+
+ROLES: tuple[str, ...] = ("query", "target")
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class OmniEmbeddingConfig(BaseModel):
+    """Sizes of the inputs (from the encoders) and of the fusion model.
+
+    Input dims default to the shipped encoders (MiniLM 384-d text, EfficientNet-lite0 1280-d patches) but are
+    normally filled from the data by `with_inputs(encoded)`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # inputs
+    text_dim: int = Field(384, gt=0, description="Dt, text token feature size")
+    image_dim: int | None = Field(None, gt=0, description="Di, image patch feature size; None = no image input")
+    audio_kind: Literal["logmel", "embedding"] | None = Field(None, description="None = no audio input")
+    audio_dim: int | None = Field(None, gt=0, description="n_mels for 'logmel', Da for 'embedding'")
+    audio_channels: list[int] = Field(default_factory=lambda: [8, 16, 32, 64],
+                                      description="conv widths of the log-mel encoder (ConvAudioEncoder)")
+    audio_train_chunks: int | None = Field(1, gt=0, description="chunks per item encoded in training (a random "
+                                                                "subset, for speed); all at inference; None = all")
+    precomputed: dict[str, int] = Field(default_factory=dict, description="precomputed vector name -> dim")
+    max_frames: int = Field(8, gt=0, description="size of the frame-embedding table")
+    max_patches: int = Field(64, gt=0, description="size of the patch-position table (7x7 = 49 for lite0)")
+    # fusion
+    hidden: int = Field(128, gt=0, description="H, fusion width (128 fits the 2-core CPU demo budget; 256+ with "
+                                               "a GPU or more time)")
+    layers: int = Field(2, gt=0, description="fusion transformer layers")
+    heads: int = Field(4, gt=0)
+    ffn_mult: int = Field(4, gt=0, description="feed-forward width = ffn_mult * hidden")
+    dropout: float = Field(0.0, ge=0, lt=1, description="0: few steps on small data; costly on CPU")
+    n_latents: int = Field(16, gt=0, description="Perceiver latent queries = visual tokens per item (SAIL: 16)")
+    perceiver_layers: int = Field(1, gt=0)
+    # output
+    embed_dim: int = Field(256, gt=0, description="D, output embedding size")
+    matryoshka_dims: list[int] = Field(default_factory=lambda: [64, 128],
+                                       description="trained prefixes below embed_dim (SAIL: 768 and 128 of 1536)")
+    # training-time input noise
+    field_drop_prob: float = Field(0.15, ge=0, lt=1, description="per-field text dropout in training")
+    # task instructions: one learned token per (task, role)
+    tasks: list[str] = Field(default_factory=lambda: ["i2i", "q2i", "label", "seq2item"])
+
+    @model_validator(mode="after")
+    def _check(self) -> "OmniEmbeddingConfig":
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
+        bad = [d for d in self.matryoshka_dims if not 0 < d < self.embed_dim]
+        if bad:
+            raise ValueError(f"matryoshka_dims {bad} must lie strictly between 0 and embed_dim={self.embed_dim}")
+        if self.audio_kind is not None and self.audio_dim is None:
+            raise ValueError(f"audio_dim is required when audio_kind={self.audio_kind!r}")
+        if len(set(self.tasks)) != len(self.tasks) or not self.tasks:
+            raise ValueError(f"tasks must be a non-empty list of distinct names, got {self.tasks}")
+        return self
+
+    @property
+    def all_dims(self) -> list[int]:
+        """Matryoshka prefixes plus the full size, ascending."""
+        return sorted({*self.matryoshka_dims, self.embed_dim})
+
+    def with_inputs(self, encoded: EncodedItems) -> "OmniEmbeddingConfig":
+        """A copy whose input sizes match what the encoders produced."""
+        update: dict = {"text_dim": int(encoded.text.tokens.shape[-1]),
+                        "precomputed": {k: int(v.shape[1]) for k, v in encoded.precomputed.items()}}
+        if encoded.image is not None:
+            update.update(image_dim=int(encoded.image.shape[-1]),
+                          max_frames=max(self.max_frames, int(encoded.image.shape[1])),
+                          max_patches=max(self.max_patches, int(encoded.image.shape[2])))
+        else:
+            update["image_dim"] = None
+        if encoded.audio is not None:
+            kind = encoded.audio_kind
+            update.update(audio_kind=kind, audio_dim=int(encoded.audio.shape[2] if kind == "logmel"
+                                                         else encoded.audio.shape[-1]))
+        else:
+            update.update(audio_kind=None, audio_dim=None)
+        return self.model_validate({**self.model_dump(), **update})
+
+
+@dataclass
+class EmbeddingOutput:
+    """embedding: [B, D] L2-normalised. raw: [B, D] before normalisation. pooled: [B, H] mean of tanh(h).
+    token_mask: [B, T] True where a token was present (after field dropout)."""
+
+    embedding: Tensor
+    raw: Tensor | None = None
+    pooled: Tensor | None = None
+    token_mask: Tensor | None = None
+
+    def truncate(self, dim: int) -> Tensor:
+        """The L2-normalised Matryoshka prefix of size `dim`."""
+        return F.normalize(self.embedding[:, :dim], dim=-1)
+
+
+def truncate_normalize(embedding: Tensor, dim: int) -> Tensor:
+    return F.normalize(embedding[..., :dim], dim=-1)
+
+
+class AudioTokenizer(nn.Module):
+    """Audio chunks -> exactly one token per item (SAIL: chunks encoded, mean-pooled, projected).
+
+    logmel: chunks [B, K, n_mels, T] -> ConvAudioEncoder (trained here) -> [B, K, H];
+    embedding: chunks [B, K, Da] (frozen encoder output). Masked mean over chunks -> Linear -> [B, H].
+    """
+
+    def __init__(self, kind: str, dim: int, hidden: int, channels: list[int] = (16, 32, 64, 128),
+                 train_chunks: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.kind, self.train_chunks = kind, train_chunks
+        if kind == "logmel":
+            from embedding.encoders.audio import ConvAudioEncoder  # trainable; written beside the encoders
+            self.encoder = ConvAudioEncoder(dim, hidden, channels=tuple(channels), dropout=dropout)
+            self.proj = nn.Linear(hidden, hidden)
+        else:
+            self.encoder = None
+            self.proj = nn.Sequential(nn.LayerNorm(dim, elementwise_affine=False), nn.Linear(dim, hidden))
+
+    def forward(self, audio: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """-> (token [B, 1, H], item_has_audio [B])."""
+        B, K = mask.shape
+        if self.training and self.train_chunks is not None and K > self.train_chunks:
+            # keep a random subset of at most train_chunks present chunks per item
+            score = torch.rand(B, K, device=mask.device).masked_fill(~mask, -1.0)
+            keep = torch.zeros_like(mask).scatter_(1, score.topk(self.train_chunks, dim=1).indices, True)
+            mask = mask & keep
+        if self.encoder is not None:
+            if audio.dim() != 4:
+                raise ValueError(f"logmel audio must be [B, K, n_mels, T], got shape {tuple(audio.shape)}")
+            feats = audio.new_zeros(B, K, self.proj.in_features)
+            if mask.any():
+                feats[mask] = self.encoder(audio[mask]).to(feats.dtype)  # only present chunks: (M, H)
+        else:
+            if audio.dim() != 3:
+                raise ValueError(f"embedding audio must be [B, K, Da], got shape {tuple(audio.shape)}")
+            feats = audio
+        w = mask.to(feats.dtype)[..., None]  # (B, K, 1)
+        pooled = (feats * w).sum(1) / w.sum(1).clamp(min=1.0)  # (B, Da|H)
+        has = mask.any(1)
+        return (self.proj(pooled) * has[:, None].to(pooled.dtype))[:, None, :], has
+
+
+class OmniEmbeddingModel(nn.Module):
+    """Modality tokens -> bidirectional fusion transformer -> mean_pool(tanh(h)) -> projection -> L2 norm."""
+
+    TYPE_TASK, TYPE_AUDIO, TYPE_VISUAL, TYPE_TEXT, TYPE_PRECOMPUTED = range(5)
+
+    def __init__(self, config: OmniEmbeddingConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        H = c.hidden
+        self.task_emb = nn.Embedding(len(c.tasks) * len(ROLES), H)  # one instruction per (task, role)
+        self.type_emb = nn.Embedding(5, H)  # which modality a token comes from
+        self.text_proj = nn.Sequential(nn.LayerNorm(c.text_dim, elementwise_affine=False), nn.Linear(c.text_dim, H))
+        self.field_emb = nn.Embedding(len(TEXT_FIELDS), H)
+        self.perceiver = (VisualPerceiver(c.image_dim, H, c.heads, c.n_latents, c.perceiver_layers, c.max_frames,
+                                          c.max_patches, c.dropout) if c.image_dim else None)
+        self.audio = (AudioTokenizer(c.audio_kind, c.audio_dim, H, c.audio_channels, c.audio_train_chunks, c.dropout)
+                      if c.audio_kind else None)
+        self.pre_proj = nn.ModuleDict({name: nn.Sequential(nn.LayerNorm(d, elementwise_affine=False), nn.Linear(d, H))
+                                       for name, d in sorted(c.precomputed.items())})
+        layer = nn.TransformerEncoderLayer(H, c.heads, c.ffn_mult * H, c.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.fusion = nn.TransformerEncoder(layer, c.layers, norm=nn.LayerNorm(H), enable_nested_tensor=False)
+        self.head = nn.Linear(H, c.embed_dim)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    # ---- tokens -------------------------------------------------------------------------------------------
+    def task_id(self, task: str, role: str) -> int:
+        if task not in self.config.tasks:
+            raise ValueError(f"unknown task {task!r}; the model knows {self.config.tasks}")
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+        return self.config.tasks.index(task) * len(ROLES) + ROLES.index(role)
+
+    def _drop_fields(self, field: Tensor, mask: Tensor, text_only: Tensor) -> Tensor:
+        """Randomly drop whole text fields (training). Never drops every field of a text-only item."""
+        n = len(TEXT_FIELDS)
+        onehot = F.one_hot(field.clamp(min=0), n).bool() & mask[..., None]  # (B, Lt, n)
+        present = onehot.any(1)  # (B, n)
+        drop = (torch.rand(present.shape, device=field.device) < self.config.field_drop_prob) & present
+        all_gone = present.any(1) & ~(present & ~drop).any(1) & text_only  # (B,)
+        drop = drop & ~all_gone[:, None]
+        return mask & ~drop.gather(1, field.clamp(min=0))
+
+    def tokens(self, batch: dict[str, Tensor], role: str, task: str) -> tuple[Tensor, Tensor]:
+        """Build the token sequence -> (x [B, T, H], valid [B, T] bool)."""
+        c = self.config
+        text, field = batch["text_tokens"], batch["text_field"]
+        B, device = text.shape[0], text.device
+        parts: list[Tensor] = []
+        masks: list[Tensor] = []
+        tid = torch.full((B, 1), self.task_id(task, role), device=device, dtype=torch.long)
+        parts.append(self.task_emb(tid) + self.type_emb.weight[self.TYPE_TASK])
+        masks.append(torch.ones(B, 1, dtype=torch.bool, device=device))
+        other = torch.zeros(B, dtype=torch.bool, device=device)  # item has a non-text modality
+
+        if "audio" in batch:
+            if self.audio is None:
+                raise ValueError("batch has audio but the model was configured without audio (audio_kind=None)")
+            tok, has = self.audio(batch["audio"], batch["audio_mask"])
+            parts.append(tok + self.type_emb.weight[self.TYPE_AUDIO])
+            masks.append(has[:, None])
+            other |= has
+        if "image" in batch:
+            if self.perceiver is None:
+                raise ValueError("batch has images but the model was configured without image input "
+                                 "(image_dim=None)")
+            tok, has = self.perceiver(batch["image"], batch["image_mask"])  # (B, Nq, H)
+            parts.append(tok + self.type_emb.weight[self.TYPE_VISUAL])
+            masks.append(has[:, None].expand(B, tok.shape[1]))
+            other |= has
+        pre_tokens, pre_masks = [], []
+        for name in sorted(k[4:] for k in batch if k.startswith("pre_")):
+            if name not in self.pre_proj:
+                raise ValueError(f"batch has precomputed vector {name!r}; the model knows {sorted(self.pre_proj)}")
+            v = batch[f"pre_{name}"]
+            has = ~torch.isnan(v).any(1)
+            tok = self.pre_proj[name](torch.nan_to_num(v))[:, None, :]
+            pre_tokens.append(tok + self.type_emb.weight[self.TYPE_PRECOMPUTED])
+            pre_masks.append(has[:, None])
+            other |= has
+
+        if text.shape[-1] != c.text_dim:
+            raise ValueError(f"text tokens have dim {text.shape[-1]}, the model expects text_dim={c.text_dim}")
+        tmask = field >= 0  # (B, Lt)
+        if self.training and c.field_drop_prob > 0:
+            tmask = self._drop_fields(field, tmask, text_only=~other)
+        parts.append(self.text_proj(text) + self.field_emb(field.clamp(min=0)) + self.type_emb.weight[self.TYPE_TEXT])
+        masks.append(tmask)
+        parts += pre_tokens
+        masks += pre_masks
+        return torch.cat(parts, 1), torch.cat(masks, 1)
+
+    # ---- forward ------------------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Tensor], role: str = "target", task: str = "i2i") -> EmbeddingOutput:
+        x, valid = self.tokens(batch, role, task)  # (B, T, H), (B, T)
+        h = self.fusion(x, src_key_padding_mask=~valid)  # bidirectional attention over valid tokens
+        w = valid.to(h.dtype)[..., None]  # (B, T, 1)
+        pooled = (torch.tanh(h) * w).sum(1) / w.sum(1)  # mean_pool(tanh(h)) -> (B, H); task token always valid
+        raw = self.head(pooled)  # (B, D)
+        return EmbeddingOutput(embedding=F.normalize(raw, dim=-1), raw=raw, pooled=pooled, token_mask=valid)
+
+    def configure_optimizer(self, lr: float, weight_decay: float, extra_params: list[nn.Parameter] = (),
+                            betas: tuple[float, float] = (0.9, 0.98)) -> torch.optim.AdamW:
+        """AdamW with decay on matrices only (not on biases, norms, embeddings' 1-d params, temperatures)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2] + list(extra_params)
+        return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas)
+
+    # ---- persistence --------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write model.safetensors + config.json (each via a temp file and os.replace)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tmp = directory / f".{WEIGHTS_NAME}.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, directory / WEIGHTS_NAME)
+        tmp = directory / f".{CONFIG_NAME}.tmp"
+        tmp.write_text(json.dumps(self.config.model_dump(), indent=2))
+        os.replace(tmp, directory / CONFIG_NAME)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "OmniEmbeddingModel":
+        directory = Path(directory)
+        if not (directory / CONFIG_NAME).is_file() or not (directory / WEIGHTS_NAME).is_file():
+            raise FileNotFoundError(f"{directory} has no {CONFIG_NAME} + {WEIGHTS_NAME} (not a saved model)")
+        config = OmniEmbeddingConfig.model_validate_json((directory / CONFIG_NAME).read_text())
+        model = cls(config)
+        model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
+        return model.to(device).eval()
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ---- batches ------------------------------------------------------------------------------------------------
+def _trim(mask: np.ndarray) -> int:
+    """Length up to the last column that any row uses (at least 1)."""
+    used = np.flatnonzero(mask.any(0))
+    return int(used[-1]) + 1 if len(used) else 1
+
+
+def collate_texts(tokens: TextTokens, idx: np.ndarray, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Text-only batch (queries, label texts, or an item's text) -> {text_tokens, text_field}."""
+    idx = np.asarray(idx)
+    field = tokens.field[idx]
+    L = _trim(field >= 0)  # drop padding columns no row uses
+    return {"text_tokens": torch.as_tensor(np.asarray(tokens.tokens[idx, :L], dtype=np.float32), device=device),
+            "text_field": torch.as_tensor(field[:, :L].astype(np.int64), device=device)}
+
+
+def collate(encoded: EncodedItems, idx: np.ndarray, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Rows `idx` of the encoder outputs -> the model's batch dict (float32 tensors on `device`)."""
+    idx = np.asarray(idx)
+    batch = collate_texts(encoded.text, idx, device)
+    as_t = lambda a, dt=np.float32: torch.as_tensor(np.asarray(a, dtype=dt), device=device)  # noqa: E731
+    if encoded.image is not None:
+        mask = np.asarray(encoded.image_mask[idx], dtype=bool)
+        n = _trim(mask)
+        batch["image"], batch["image_mask"] = as_t(encoded.image[idx, :n]), as_t(mask[:, :n], bool)
+    if encoded.audio is not None:
+        mask = np.asarray(encoded.audio_mask[idx], dtype=bool)
+        n = _trim(mask)
+        batch["audio"], batch["audio_mask"] = as_t(encoded.audio[idx, :n]), as_t(mask[:, :n], bool)
+    for name, v in encoded.precomputed.items():
+        batch[f"pre_{name}"] = as_t(v[idx])
+    return batch
+
+
+def count_tokens(config: OmniEmbeddingConfig, batch: dict[str, Tensor]) -> int:
+    """Sequence length T the fusion transformer sees for this batch (for speed estimates)."""
+    T = 1 + batch["text_tokens"].shape[1] + sum(1 for k in batch if k.startswith("pre_"))
+    T += ("audio" in batch) + (config.n_latents if "image" in batch else 0)
+    return T
+
+
+__all__ = ["OmniEmbeddingConfig", "OmniEmbeddingModel", "EmbeddingOutput", "collate", "collate_texts",
+           "truncate_normalize", "ROLES"]

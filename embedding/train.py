@@ -1,0 +1,310 @@
+"""Contrastive training of the omni-modal embedding model, readable top to bottom (nanoGPT style).
+
+    train_embedding(ds, encoded, cfg, out_dir, device, encode_texts)      # builds pairs, encodes texts
+      -> train_on_pairs(encoded, pair_sets, texts, text_index, cfg, ...)  # the loop below
+      -> TrainResult(model_dir, metrics, steps_per_sec)
+
+Recipe (SAIL §3.3, scaled down): InfoNCE with in-batch negatives and one learnable temperature per dataset,
+wrapped in a Matryoshka loss over the prefixes [64, 128, 256]; every batch is drawn from ONE dataset
+(stochastic specialization, §3.3.3) with probabilities from the stage's weights or the `sampling` strategy;
+`stages` run in order (progressive training, §3.3.1: e.g. broad -> aligned -> hard negatives later).
+AdamW, linear warmup + cosine decay, gradient clipping, periodic evaluation on held-out pairs, atomic
+checkpoints every `checkpoint_every` steps and exact resume from the last one (batches, dropout and field
+dropout of step s depend only on (seed, s), so an interrupted + resumed run equals an uninterrupted one).
+
+Layout of out_dir:
+    checkpoint/  model.safetensors, config.json, state.pt (optimizer, temperatures, step, train config)
+    model/       the final model (save_pretrained)
+    train_summary.json   metrics, steps/s, pair counts, loss config
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from embedding.encoders.types import EncodedItems, TextTokens
+from embedding.evaluate import ModelEmbedder, VectorEmbedder, evaluators_from_pairs, run_evaluators
+from embedding.infer import pool_text_tokens
+from embedding.losses import InfoNCELoss, MatryoshkaLoss
+from embedding.model import OmniEmbeddingConfig, OmniEmbeddingModel, collate, collate_texts
+from embedding.tasks import PairConfig, PairSet, SamplingStrategy, build_pair_sets, dataset_weights
+from recsys.data.dataset import Dataset, atomic_directory
+from recsys.utils import resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+EncodeTexts = Callable[[list[str]], TextTokens]
+
+
+class StageConfig(BaseModel):
+    """One training stage: which datasets, with which weights, for how many steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "content"
+    steps: int = Field(300, gt=0)
+    tasks: dict[str, float] = Field(default_factory=dict, description="dataset -> weight; empty = all built "
+                                                                       "datasets weighted by `sampling`")
+
+
+class EmbeddingTrainConfig(BaseModel):
+    """Defaults fit the demo budget: 300 steps of batch 64 at hidden 128, ~2 min on 2 CPU cores."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: OmniEmbeddingConfig = Field(default_factory=OmniEmbeddingConfig)
+    pairs: PairConfig = Field(default_factory=PairConfig)
+    tasks: list[str] = Field(default_factory=lambda: ["i2i", "q2i", "label"], description="pair builders to run")
+    stages: list[StageConfig] = Field(default_factory=lambda: [StageConfig()])
+    sampling: SamplingStrategy = "sqrt"
+    batch_size: int = Field(64, gt=1)
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    min_lr: float = Field(1e-4, ge=0, description="end of the cosine decay")
+    warmup_steps: int = Field(30, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    temperature: float = Field(0.05, gt=0, description="initial InfoNCE temperature of every dataset")
+    temperatures: dict[str, float] = Field(default_factory=dict, description="per-dataset initial temperature")
+    learnable_temperature: bool = True
+    symmetric: bool = Field(True, description="InfoNCE in both directions (query->target and back)")
+    matryoshka_weights: list[float] | None = Field(None, description="one per dim in model.all_dims; None = 1 each")
+    eval_every: int = Field(0, ge=0, description="evaluate on held-out pairs every N steps (0 = only at the end)")
+    eval_max_queries: int = Field(500, gt=0)
+    checkpoint_every: int = Field(100, gt=0)
+    log_every: int = Field(25, gt=0)
+    seed: int = 0
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads while training; None = every core")
+    infer_batch_size: int = Field(256, gt=0)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+
+_RESUME_IGNORES = {"eval_every", "eval_max_queries", "checkpoint_every", "log_every", "num_threads",
+                   "infer_batch_size"}
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    metrics: dict[str, float]
+    steps_per_sec: float
+    pair_info: dict = field(default_factory=dict)
+
+
+# ---- entry point from a dataset -------------------------------------------------------------------------
+def train_embedding(ds: Dataset, encoded: EncodedItems, cfg: EmbeddingTrainConfig, out_dir: str | Path,
+                    device: str = "auto", encode_texts: EncodeTexts | None = None,
+                    on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Build pairs from the TRAIN split, encode their texts with `encode_texts` (queries, label texts: a
+    callable list[str] -> TextTokens, e.g. `lambda t: encoders.encode_texts(t, enc_cfg, cache, device)`),
+    then train. Without `encode_texts`, text-side tasks (q2i, label) are skipped."""
+    tasks = list(cfg.tasks)
+    if encode_texts is None and any(t != "i2i" for t in tasks):
+        log.warning("no encode_texts callable: training i2i only (skipping %s)", [t for t in tasks if t != "i2i"])
+        tasks = [t for t in tasks if t == "i2i"]
+    pair_sets = {k: ps.restrict_items(encoded.item_ids) for k, ps in build_pair_sets(ds, cfg.pairs, tasks).items()}
+    pair_sets = {k: ps for k, ps in pair_sets.items() if len(ps.train) >= 2}
+    texts = sorted({t for ps in pair_sets.values() for t in ps.texts()})
+    text_tokens = encode_texts(texts) if texts else None
+    if text_tokens is not None and len(text_tokens) != len(texts):
+        raise ValueError(f"encode_texts returned {len(text_tokens)} rows for {len(texts)} texts")
+    text_index = {t: i for i, t in enumerate(texts)}
+    return train_on_pairs(encoded, pair_sets, text_tokens, text_index, cfg, out_dir, device, on_step)
+
+
+# ---- the loop -------------------------------------------------------------------------------------------
+def get_lr(step: int, cfg: EmbeddingTrainConfig) -> float:
+    total = cfg.total_steps
+    # 1) linear warmup for warmup_steps
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
+    # 2) past the end: min_lr
+    if step >= total:
+        return cfg.min_lr
+    # 3) in between: cosine decay down to min_lr
+    ratio = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+
+
+def _comparable(cfg: EmbeddingTrainConfig) -> dict:
+    return {k: v for k, v in cfg.model_dump().items() if k not in _RESUME_IGNORES}
+
+
+def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextTokens | None,
+                   text_index: dict[str, int], cfg: EmbeddingTrainConfig, out_dir: str | Path,
+                   device: str = "auto", on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    out_dir = Path(out_dir)
+    ckpt_dir, model_dir = out_dir / "checkpoint", out_dir / "model"
+    if not pair_sets:
+        raise ValueError("no training pairs: every pair builder came back empty (check the positive rule, the "
+                         "split and the i2i window)")
+    dev = resolve_device(device)
+    prev_threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(cfg.num_threads or max(1, os.cpu_count() or 1))
+    seed_everything(cfg.seed)
+
+    # -- data: pairs -> row indices into `encoded` (items) or `texts`; ids for in-batch duplicate masking
+    item_row = {int(i): n for n, i in enumerate(encoded.item_ids)}
+
+    def side(kind: str, values) -> tuple[np.ndarray, np.ndarray]:
+        if kind == "item":
+            ids = np.asarray(values, dtype=np.int64)
+            return np.array([item_row[int(i)] for i in ids], dtype=np.int64), ids
+        rows = np.array([text_index[t] for t in values], dtype=np.int64)
+        return rows, -(rows + 1)  # text ids never collide with item ids (non-negative)
+
+    data = {}
+    for name, ps in sorted(pair_sets.items()):
+        if "text" in (ps.query_kind, ps.target_kind) and texts is None:
+            raise ValueError(f"pair set {name!r} has a text side but no text tokens were given")
+        q_rows, q_ids = side(ps.query_kind, ps.train["query"])
+        t_rows, t_ids = side(ps.target_kind, ps.train["target"])
+        data[name] = (ps, q_rows, t_rows, q_ids, t_ids)
+    sizes = {k: len(v[1]) for k, v in data.items()}
+    stage_weights = []
+    for st in cfg.stages:
+        explicit = {k: w for k, w in st.tasks.items() if k in sizes}
+        if st.tasks and not explicit:
+            raise ValueError(f"stage {st.name!r} names datasets {sorted(st.tasks)} but only {sorted(sizes)} "
+                             "have pairs")
+        if set(st.tasks) - set(explicit):
+            log.warning("stage %s: datasets %s have no pairs; skipped", st.name, sorted(set(st.tasks) - set(sizes)))
+        stage_weights.append(dataset_weights(sizes, cfg.sampling, explicit or None))
+    stage_end = np.cumsum([s.steps for s in cfg.stages])
+
+    def get_batch(step: int):
+        """Batch of step `step`: depends only on (seed, step), so resuming reproduces it."""
+        rng = np.random.default_rng([cfg.seed, step])
+        weights = stage_weights[int(np.searchsorted(stage_end, step, side="right"))]
+        name = list(weights)[rng.choice(len(weights), p=list(weights.values()))]
+        ps, q_rows, t_rows, q_ids, t_ids = data[name]
+        pick = rng.choice(len(q_rows), size=min(cfg.batch_size, len(q_rows)), replace=False)
+        qk, tk, qr, tr, qi, ti = ps.query_kind, ps.target_kind, q_rows[pick], t_rows[pick], q_ids[pick], t_ids[pick]
+        if ps.symmetric:  # either item may be the query: both roles see every item
+            swap = rng.random(len(pick)) < 0.5
+            qr, tr = np.where(swap, tr, qr), np.where(swap, qr, tr)
+            qi, ti = np.where(swap, ti, qi), np.where(swap, qi, ti)
+        make = lambda kind, rows: (collate(encoded, rows, dev) if kind == "item"  # noqa: E731
+                                   else collate_texts(texts, rows, dev))
+        labels = torch.as_tensor(np.stack([qi, ti], 1), device=dev)  # (B, 2)
+        return name, ps.task, make(qk, qr), make(tk, tr), labels
+
+    # -- model, loss, optimizer
+    model = OmniEmbeddingModel(cfg.model.with_inputs(encoded)).to(dev)
+    nce = InfoNCELoss(model, keys=sorted(data), temperature={k: cfg.temperatures.get(k, cfg.temperature)
+                                                             for k in data},
+                      learnable=cfg.learnable_temperature, symmetric=cfg.symmetric).to(dev)
+    loss_fn = MatryoshkaLoss(nce, model.config.all_dims, cfg.matryoshka_weights)
+    optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay, list(nce.log_temperature.parameters()))
+    log.info("embedding model: %.2fM parameters, datasets %s, weights %s", model.num_parameters / 1e6, sizes,
+             stage_weights)
+
+    # -- resume
+    step, history = 0, []
+    state_path = ckpt_dir / "state.pt"
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=dev, weights_only=False)
+        if state["config"] != _comparable(cfg):
+            diff = sorted(k for k in state["config"] if state["config"][k] != _comparable(cfg).get(k))
+            raise ValueError(f"checkpoint {ckpt_dir} was written with a different config (keys {diff}); "
+                             "delete it or train with the same settings")
+        model.load_state_dict(OmniEmbeddingModel.from_pretrained(ckpt_dir).state_dict())
+        nce.log_temperature.load_state_dict(state["temperatures"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history = state["step"], state["history"]
+        log.info("resumed from %s at step %d", ckpt_dir, step)
+
+    def save_checkpoint() -> None:
+        with atomic_directory(ckpt_dir) as tmp:
+            model.save_pretrained(tmp)
+            torch.save({"optimizer": optimizer.state_dict(), "temperatures": nce.log_temperature.state_dict(),
+                        "step": step, "history": history, "config": _comparable(cfg)}, tmp / "state.pt")
+
+    evaluators = evaluators_from_pairs(pair_sets, encoded.item_ids, cfg.eval_max_queries, cfg.seed)
+
+    def evaluate() -> dict[str, float]:
+        embedder = ModelEmbedder(model, encoded, texts, text_index, cfg.infer_batch_size, str(dev))
+        return run_evaluators(evaluators, embedder)
+
+    # -- train
+    total = cfg.total_steps
+    start_step, train_time, running = step, 0.0, None
+    model.train()
+    try:
+        with tqdm(total=total, initial=step, desc="embedding", disable=None) as bar:
+            while step < total:
+                t0 = time.perf_counter()
+                lr = get_lr(step, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                name, task, qb, tb, labels = get_batch(step)
+                torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
+                loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(nce.log_temperature.parameters()),
+                                               cfg.grad_clip)
+                optimizer.step()
+                step += 1
+                train_time += time.perf_counter() - t0
+                lossf = float(loss.detach())
+                running = lossf if running is None else 0.9 * running + 0.1 * lossf
+                history.append({"step": step, "dataset": name, "loss": lossf})
+                bar.update(1)
+                bar.set_postfix(loss=f"{running:.3f}", ds=name)
+                if step % cfg.log_every == 0 or step == total:
+                    log.info("step %d/%d loss %.4f (avg %.4f) lr %.2e %.2f steps/s", step, total, lossf, running,
+                             lr, (step - start_step) / max(train_time, 1e-9))
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                    m = evaluate()
+                    model.train()
+                    history[-1]["eval"] = m
+                    log.info("step %d eval %s", step, {k: round(v, 4) for k, v in m.items()})
+                if step % cfg.checkpoint_every == 0 or step == total:
+                    save_checkpoint()
+                if on_step is not None:
+                    on_step(step, history[-1])
+    finally:
+        torch.set_num_threads(prev_threads)
+    steps_run = step - start_step
+    steps_per_sec = steps_run / train_time if train_time > 0 else float("nan")
+
+    # -- final model, metrics (trained model vs text-only baseline on the same held-out pairs)
+    model.eval()
+    with atomic_directory(model_dir) as tmp:
+        model.save_pretrained(tmp)
+    metrics = evaluate()
+    baseline_texts = {}
+    if texts is not None:
+        pooled = pool_text_tokens(texts)
+        baseline_texts = {t: pooled[i] for t, i in text_index.items()}
+    metrics.update(run_evaluators(evaluators, VectorEmbedder(encoded.item_ids, encoded.pooled_text,
+                                                             baseline_texts), prefix="baseline/"))
+    tail = [h["loss"] for h in history[-max(1, min(50, len(history))):]]
+    metrics.update({"train/loss": float(np.mean(tail)) if tail else float("nan"), "train/steps": float(step),
+                    **{f"temperature/{k}": nce.temperature(k).item() for k in sorted(data)}})
+    pair_info = {k: {"train_pairs": len(ps.train), "holdout_pairs": len(ps.holdout), **ps.info}
+                 for k, ps in pair_sets.items()}
+    summary = {"metrics": metrics, "steps_per_sec": steps_per_sec, "steps_this_run": steps_run,
+               "pairs": pair_info, "loss": loss_fn.get_config_dict(), "dataset_weights": stage_weights,
+               "model_parameters": model.num_parameters}
+    tmp = out_dir / ".train_summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    os.replace(tmp, out_dir / "train_summary.json")
+    log.info("embedding training done: %s", {k: round(v, 4) for k, v in metrics.items()})
+    return TrainResult(model_dir, metrics, steps_per_sec, pair_info)

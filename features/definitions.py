@@ -1,0 +1,174 @@
+"""The Feast feature repository, read top to bottom like a schema.
+
+Order (Feast template style): entities, sources, feature views, on-demand (match) views, feature services.
+Source paths differ per run directory, so the objects are built by `build_definitions(paths, cfg)`; the
+generated repo directory holds a tiny `repo_definitions.py` that calls it, so `feast apply` works there too.
+
+Timestamps: every source has `event_timestamp` (tz-aware UTC, microseconds). Item embeddings are stamped with the
+item's creation time; interest and stats snapshots with their snapshot time (built from events strictly before).
+"""
+
+from __future__ import annotations
+
+import inspect
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.types import Array, Float32, Float64, Int64, String
+from pydantic import BaseModel, ConfigDict, Field as PField
+
+from features import match_features as mf
+
+SOURCES = ("item_embedding", "user_interests", "item_stats", "user_stats")
+"""Names of the parquet sources (and of their feature views)."""
+
+SERVICES = ("ranking_baseline_v1", "ranking_match_v1", "ranking_match_sid_v1")
+
+TTL = timedelta(days=365 * 100)
+"""Snapshots are emitted only when something changed, and MovieLens starts in 1996: never expire a value.
+(Feast's first materialize_incremental also starts at now - ttl.)"""
+
+
+class FeatureConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = PField("recsys", description="Feast project name")
+    embedding_dim: int = PField(256, ge=1, description="declared item-embedding dimension D (checked on write)")
+    offline_store: Literal["file", "spark"] = "file"
+    spark_master: str = "local[2]"
+
+
+def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = None) -> list:
+    """All Feast objects of the repository, with sources at `paths[name]` for name in SOURCES."""
+    cfg = cfg or FeatureConfig()
+    sid_fields = [f"sid_{lvl}" for lvl in range(mf.SID_LEVELS)]
+
+    # --- entities: the ids every feature is keyed by
+    # A viewer; join key user_id (int64).
+    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64, description="a viewer")
+    # A piece of content; join key item_id (int64).
+    item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.INT64, description="a content item")
+
+    # --- sources: one parquet table per feature view, written by features.repo.FeatureRepo.write
+    def source(name: str):
+        path = str(Path(paths[name]).resolve())
+        if cfg.offline_store == "spark":
+            from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+            return SparkSource(name=f"{name}_source", path=path, file_format="parquet",
+                               timestamp_field="event_timestamp")
+        return FileSource(name=f"{name}_source", path=path, timestamp_field="event_timestamp")
+
+    # --- feature views
+    # Item content embedding and semantic IDs from the omni-modal embedding model (known from item creation).
+    item_embedding = FeatureView(
+        name="item_embedding",
+        entities=[item],
+        ttl=TTL,
+        schema=[
+            Field(name="embedding", dtype=Array(Float32),
+                  description=f"L2-normalised item embedding, {cfg.embedding_dim} dims (first 64 = prefix)"),
+            *[Field(name=s, dtype=Int64, description=f"semantic ID level {s[4:]} (residual k-means code)")
+              for s in sid_fields],
+            Field(name="model_version", dtype=String, description="embedding model that produced the vector"),
+        ],
+        online=True,
+        source=source("item_embedding"),
+        tags={"team": "recsys", "embedding_dim": str(cfg.embedding_dim), "sid_levels": str(mf.SID_LEVELS)},
+    )
+    # Daily snapshots of the user's positive-history interest profile (recsys.interests).
+    user_interests = FeatureView(
+        name="user_interests",
+        entities=[user],
+        ttl=TTL,
+        schema=[
+            Field(name="hist_len", dtype=Int64, description="positive items before the snapshot"),
+            Field(name="mean_emb", dtype=Array(Float32), description="mean history embedding (unit)"),
+            Field(name="recency_emb", dtype=Array(Float32), description="recency-weighted mean (unit)"),
+            Field(name="last_emb", dtype=Array(Float32), description="last positive item's embedding"),
+            Field(name="centroids", dtype=Array(Float32), description="K_max medoid embeddings, flattened"),
+            Field(name="centroid_weights", dtype=Array(Float32), description="recency share per centroid"),
+            Field(name="centroid_items", dtype=Array(Int64), description="medoid item ids (-1 = padding)"),
+            Field(name="centroid_sids", dtype=Array(Int64), description="medoid semantic IDs, K_max x L"),
+            Field(name="n_centroids", dtype=Int64, description="number of interest clusters"),
+            Field(name="recent_items", dtype=Array(Int64), description="last N positives, newest first"),
+            Field(name="recent_prefix", dtype=Array(Float32), description="their unit 64-d prefixes, N x 64"),
+            Field(name="recent_sids", dtype=Array(Int64), description="their semantic IDs, N x L"),
+        ],
+        online=True,
+        source=source("user_interests"),
+        tags={"team": "recsys"},
+    )
+    # Daily point-in-time engagement counts of each item (recsys.statistics).
+    item_stats = FeatureView(
+        name="item_stats",
+        entities=[item],
+        ttl=TTL,
+        schema=[
+            Field(name="item_impressions", dtype=Int64, description="impressions before the snapshot"),
+            Field(name="item_positives", dtype=Int64, description="positive engagements before the snapshot"),
+            Field(name="item_positive_rate", dtype=Float32, description="positive rate smoothed to the prior"),
+        ],
+        online=True,
+        source=source("item_stats"),
+        tags={"team": "recsys"},
+    )
+    # Daily point-in-time engagement counts of each user (recsys.statistics).
+    user_stats = FeatureView(
+        name="user_stats",
+        entities=[user],
+        ttl=TTL,
+        schema=[
+            Field(name="user_impressions", dtype=Int64, description="impressions before the snapshot"),
+            Field(name="user_positives", dtype=Int64, description="positive engagements before the snapshot"),
+            Field(name="user_positive_rate", dtype=Float32, description="positive rate smoothed to the prior"),
+        ],
+        online=True,
+        source=source("user_stats"),
+        tags={"team": "recsys"},
+    )
+
+    # --- on-demand views: match features, computed per (user, candidate) at request time by the registry
+    # functions of features.match_features (schema derived from the registry).
+    def odfv(name: str, registry: dict, udf, item_inputs, user_inputs) -> OnDemandFeatureView:
+        return OnDemandFeatureView(
+            name=name,
+            sources=[item_embedding[list(item_inputs)], user_interests[list(user_inputs)]],
+            # no per-field description: Feast 0.67 compares declared Fields (description included) with the
+            # ones it infers by running the udf, so a description makes `apply` fail. Docs live on the functions.
+            schema=[Field(name=n, dtype=Float64) for n in registry],
+            udf=udf,
+            udf_string=inspect.getsource(udf),
+            mode="pandas",
+            description="user-interest x candidate match features (project definition, see match_features)",
+            tags={"team": "recsys"},
+        )
+
+    # Embedding match: cosines to mean / recency / last / centroids, count of similar recent items.
+    match_v1 = odfv("match_v1", mf.EMBEDDING_MATCH_FEATURES, mf.match_v1_udf, ["embedding"],
+                    ["mean_emb", "recency_emb", "last_emb", "centroids", "centroid_weights", "recent_items",
+                     "recent_prefix"])
+    # Semantic-ID match: hierarchical SID prefix equality with recent items and the top interest medoid.
+    sid_match_v1 = odfv("sid_match_v1", mf.SID_MATCH_FEATURES, mf.sid_match_v1_udf, sid_fields,
+                        ["recent_items", "recent_sids", "centroid_sids"])
+
+    # --- feature services: one per ranking model version
+    stats = [item_stats, user_stats]
+    # Engagement statistics only (the baseline ranker).
+    ranking_baseline_v1 = FeatureService(name="ranking_baseline_v1", features=stats,
+                                         tags={"team": "recsys"}, description="stats baseline")
+    # Statistics + embedding match features.
+    ranking_match_v1 = FeatureService(name="ranking_match_v1",
+                                      features=[*stats, user_interests[["hist_len"]], match_v1],
+                                      tags={"team": "recsys"}, description="stats + embedding match")
+    # Statistics + embedding match + the candidate's semantic IDs and SID match features.
+    ranking_match_sid_v1 = FeatureService(
+        name="ranking_match_sid_v1",
+        features=[*stats, user_interests[["hist_len"]], match_v1, item_embedding[sid_fields], sid_match_v1],
+        tags={"team": "recsys"}, description="stats + embedding match + semantic IDs")
+
+    return [user, item, item_embedding, user_interests, item_stats, user_stats, match_v1, sid_match_v1,
+            ranking_baseline_v1, ranking_match_v1, ranking_match_sid_v1]

@@ -1,0 +1,236 @@
+"""Match features: similarities between a user's interest profile and a candidate item.
+
+THIS PROJECT'S DEFINITION. The SAIL paper (§4.4.6) reports gains from "SID & embedding match features" in the
+ranking model but never defines them. What follows is our own design, written down once:
+
+* embedding match (`EMBEDDING_MATCH_FEATURES`): cosine similarity of the candidate's embedding to the user's
+  mean, recency-weighted mean and last positive item; max and weight-averaged cosine over the user's interest
+  centroids (PinnerSage-style medoids, see recsys.interests); the number of the user's N most recent positive
+  items whose 64-d Matryoshka prefix has cosine > SIM_THRESHOLD with the candidate's prefix.
+* semantic-ID match (`SID_MATCH_FEATURES`), hierarchical because the IDs come from residual quantisation (sid_l
+  only means something given sid_0..sid_{l-1}): for each level l,
+  - `sid_recent_match_l{l}` = 1 if the candidate's prefix (sid_0..sid_l) equals that of ANY of the user's N most
+    recent positive items, else 0;
+  - `sid_top_centroid_match_l{l}` = 1 if it equals the prefix of the user's top-weight interest medoid, else 0.
+
+Missing inputs (unknown user, unknown item, or no history): similarities are NaN (LightGBM treats NaN as missing;
+"no information" is not "zero similarity"), counts and matches are 0. Every function takes two aligned frames
+(row r of `user` and row r of `item` describe the same example; they may be the same frame) and returns a float64
+array with one value per row. The SAME functions run inside the Feast on-demand views (pandas mode, see
+features.definitions) and in offline/simulation code (`compute_match_frame`), so the two cannot drift.
+
+Adding a match feature: write one function `f(user, item) -> np.ndarray` and add one line to
+EMBEDDING_MATCH_FEATURES or SID_MATCH_FEATURES. The on-demand view's output schema is derived from these dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+SID_LEVELS = 3
+"""Semantic-ID levels L (contracts §3: sid_0..sid_{L-1})."""
+PREFIX_DIM = 64
+"""Default Matryoshka prefix length; the actual one is read off the stored recent_prefix (N x P values)."""
+SIM_THRESHOLD = 0.5
+"""Cosine threshold on 64-d prefixes for `hist_sim_count`."""
+
+# Input columns (Feast feature names; unique across feature views so no view prefix is needed).
+USER_VECTOR_COLUMNS = ("mean_emb", "recency_emb", "last_emb")
+USER_INPUTS = ("hist_len", "mean_emb", "recency_emb", "last_emb", "centroids", "centroid_weights",
+               "centroid_sids", "recent_items", "recent_prefix", "recent_sids")
+ITEM_INPUTS = ("embedding",) + tuple(f"sid_{lvl}" for lvl in range(SID_LEVELS))
+
+MatchFn = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _is_missing(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float) and np.isnan(v):
+        return True
+    return False
+
+
+def stack(column: pd.Series, width: int | None = None, dtype=np.float32, fill=0) -> tuple[np.ndarray, np.ndarray]:
+    """List-valued column -> ([rows, width] array, present[rows] bool). Missing rows are filled with `fill`.
+
+    Values are cast to float32 first (they are stored as float32), so the online path (python lists of floats)
+    and the offline path (numpy arrays from parquet) give bit-identical inputs.
+    """
+    values = list(column)
+    present = np.array([not _is_missing(v) and len(v) > 0 for v in values], dtype=bool)
+    if width is None:
+        width = max((len(v) for v, p in zip(values, present) if p), default=0)
+    out = np.full((len(values), width), fill, dtype=dtype)
+    for r, (v, p) in enumerate(zip(values, present)):
+        if p:
+            a = np.asarray(v, dtype=np.float32 if dtype == np.float32 else dtype)
+            n = min(len(a), width)
+            out[r, :n] = a[:n]
+    return out, present
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+def _candidate(item: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    emb, present = stack(item["embedding"])
+    return _unit(emb), present
+
+
+def _cosine_to(user: pd.DataFrame, item: pd.DataFrame, column: str) -> np.ndarray:
+    cand, cand_ok = _candidate(item)
+    vec, vec_ok = stack(user[column], width=cand.shape[1])
+    out = np.einsum("rd,rd->r", _unit(vec), cand)
+    out[~(cand_ok & vec_ok)] = np.nan
+    return out
+
+
+def _centroid_cosines(user: pd.DataFrame, item: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[rows, K] cosines to each centroid, [rows, K] weights (0 = padding), rows valid."""
+    cand, cand_ok = _candidate(item)
+    d = cand.shape[1]
+    w, w_ok = stack(user["centroid_weights"], dtype=np.float64)
+    k = w.shape[1]
+    cents, c_ok = stack(user["centroids"], width=k * d)
+    cents = _unit(cents.reshape(len(cents), k, d))
+    cos = np.einsum("rkd,rd->rk", cents, cand)
+    valid = cand_ok & w_ok & c_ok & (w.sum(axis=1) > 0) if k else np.zeros(len(cand), bool)
+    return cos, w, valid
+
+
+def _sid_prefix_match(user_sids: np.ndarray, n_per_row: int, item: pd.DataFrame, level: int,
+                      user_ok: np.ndarray) -> np.ndarray:
+    """1 where the candidate's (sid_0..sid_level) equals that of any of the user's n_per_row sid tuples."""
+    rows = len(item)
+    cand = np.stack([pd.to_numeric(item[f"sid_{lvl}"], errors="coerce").to_numpy(np.float64)
+                     for lvl in range(level + 1)], axis=1)  # [rows, level+1], NaN = unknown item
+    if n_per_row == 0:
+        return np.zeros(rows)
+    hist = user_sids.reshape(rows, n_per_row, SID_LEVELS)[:, :, : level + 1].astype(np.float64)
+    real = (hist >= 0).all(axis=2)  # padding is -1
+    eq = (hist == cand[:, None, :]).all(axis=2) & real
+    out = eq.any(axis=1).astype(np.float64)
+    out[~user_ok | np.isnan(cand).any(axis=1)] = 0.0
+    return out
+
+
+# ----------------------------------------------------------------------------------- embedding match features
+def cos_mean(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
+    """Cosine of the candidate to the user's mean positive-history embedding."""
+    return _cosine_to(user, item, "mean_emb")
+
+
+def cos_recency(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
+    """Cosine of the candidate to the user's recency-weighted mean embedding."""
+    return _cosine_to(user, item, "recency_emb")
+
+
+def cos_last(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
+    """Cosine of the candidate to the user's last positive item."""
+    return _cosine_to(user, item, "last_emb")
+
+
+def cos_centroid_max(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
+    """Max cosine of the candidate over the user's interest centroids."""
+    cos, w, valid = _centroid_cosines(user, item)
+    out = np.where(w > 0, cos, -np.inf).max(axis=1) if w.shape[1] else np.full(len(item), np.nan)
+    out[~valid] = np.nan
+    return out
+
+
+def cos_centroid_wavg(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
+    """Interest-weight-averaged cosine of the candidate over the user's interest centroids."""
+    cos, w, valid = _centroid_cosines(user, item)
+    tot = w.sum(axis=1)
+    out = np.divide((cos * w).sum(axis=1), tot, out=np.full(len(item), np.nan), where=tot > 0)
+    out[~valid] = np.nan
+    return out
+
+
+def hist_sim_count(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
+    """Number of the user's recent positive items with prefix cosine > SIM_THRESHOLD to the candidate."""
+    items, _ = stack(user["recent_items"], dtype=np.int64, fill=-1)
+    n = items.shape[1]
+    pref, ok = stack(user["recent_prefix"])
+    p = pref.shape[1] // n if n else PREFIX_DIM  # prefix length P as mined (InterestConfig.prefix_dim)
+    pref = _unit(pref[:, : n * p].reshape(len(pref), n, p))
+    cand, cand_ok = stack(item["embedding"])
+    cand = _unit(cand[:, :p])
+    if cand.shape[1] < p:  # every candidate unknown
+        cand = np.zeros((len(cand), p))
+    sims = np.einsum("rnd,rd->rn", pref, cand)
+    out = ((sims > SIM_THRESHOLD) & (items >= 0)).sum(axis=1).astype(np.float64)
+    out[~(ok & cand_ok)] = 0.0
+    return out
+
+
+# ---------------------------------------------------------------------------------- semantic-ID match features
+def _sid_recent(level: int) -> MatchFn:
+    def f(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
+        items, _ = stack(user["recent_items"], dtype=np.int64, fill=-1)
+        sids, ok = stack(user["recent_sids"], width=items.shape[1] * SID_LEVELS, dtype=np.int64, fill=-1)
+        return _sid_prefix_match(sids, items.shape[1], item, level, ok)
+    f.__doc__ = f"1 if the candidate's SID prefix up to level {level} equals any recent history item's, else 0."
+    f.__name__ = f"sid_recent_match_l{level}"
+    return f
+
+
+def _sid_top_centroid(level: int) -> MatchFn:
+    def f(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
+        sids, ok = stack(user["centroid_sids"], dtype=np.int64, fill=-1)
+        top = sids[:, :SID_LEVELS] if sids.shape[1] >= SID_LEVELS else np.full((len(item), SID_LEVELS), -1)
+        return _sid_prefix_match(top, 1, item, level, ok)
+    f.__doc__ = f"1 if the candidate's SID prefix up to level {level} equals the top interest medoid's, else 0."
+    f.__name__ = f"sid_top_centroid_match_l{level}"
+    return f
+
+
+# ------------------------------------------------------------------------------------------------ registries
+EMBEDDING_MATCH_FEATURES: dict[str, MatchFn] = {
+    "cos_mean": cos_mean,
+    "cos_recency": cos_recency,
+    "cos_last": cos_last,
+    "cos_centroid_max": cos_centroid_max,
+    "cos_centroid_wavg": cos_centroid_wavg,
+    "hist_sim_count": hist_sim_count,
+}
+SID_MATCH_FEATURES: dict[str, MatchFn] = {
+    **{f"sid_recent_match_l{lvl}": _sid_recent(lvl) for lvl in range(SID_LEVELS)},
+    **{f"sid_top_centroid_match_l{lvl}": _sid_top_centroid(lvl) for lvl in range(SID_LEVELS)},
+}
+MATCH_FEATURES: dict[str, MatchFn] = {**EMBEDDING_MATCH_FEATURES, **SID_MATCH_FEATURES}
+GROUPS: dict[str, dict[str, MatchFn]] = {"embedding": EMBEDDING_MATCH_FEATURES, "sid": SID_MATCH_FEATURES}
+
+
+def compute_match_frame(user: pd.DataFrame, item: pd.DataFrame | None = None, group: str | None = None
+                        ) -> pd.DataFrame:
+    """All match features of a group ("embedding", "sid", or None = all) for aligned user/item rows."""
+    item = user if item is None else item
+    registry = MATCH_FEATURES if group is None else GROUPS[group]
+    out = pd.DataFrame(index=user.index)
+    for name, fn in registry.items():
+        out[name] = np.asarray(fn(user, item), dtype=np.float64)
+    return out
+
+
+# The two functions below are the bodies of the Feast on-demand views. Feast 0.67 re-creates an on-demand view's
+# function from its SOURCE TEXT with only `pd`/`np` in scope (feast.transformation.udf_rehydrate), so each body
+# imports what it needs itself. Keep them tiny: all logic lives in the registries above.
+def match_v1_udf(inputs: pd.DataFrame) -> pd.DataFrame:
+    from features.match_features import compute_match_frame
+
+    return compute_match_frame(inputs, inputs, "embedding").reset_index(drop=True)
+
+
+def sid_match_v1_udf(inputs: pd.DataFrame) -> pd.DataFrame:
+    from features.match_features import compute_match_frame
+
+    return compute_match_frame(inputs, inputs, "sid").reset_index(drop=True)

@@ -1,0 +1,253 @@
+"""Ranking metrics (AUC, GAUC, log loss) and user-level (cluster) bootstrap intervals.
+
+Every metric has the signature ``metric(y, p, groups=None, sample_weight=None) -> float`` so the bootstrap can
+call them alike. ``y`` is the 0/1 label, ``p`` the predicted probability (any score for AUC/GAUC), ``groups``
+the user id of each example.
+
+- ``auc``: global ROC AUC (scikit-learn ``roc_auc_score``); higher is better.
+- ``gauc``: per-user AUC averaged with weights = the user's number of impressions, over users that have both a
+  positive and a negative example (others have no AUC); ``gauc_report`` also gives that coverage. Higher is better.
+- ``logloss``: binary cross entropy (scikit-learn ``log_loss``, p clipped to [1e-7, 1 - 1e-7]); lower is better.
+
+Bootstrap (``bootstrap_ci``, ``paired_bootstrap_diff``): examples of one user are correlated, so we resample
+USERS with replacement (cluster bootstrap) and report percentile intervals. A user drawn k times counts k times;
+this is implemented with per-row weights (k for every row of that user), which gives exactly the same value as
+duplicating the rows, without copying data. The paired version draws one set of user resamples and evaluates
+both variants on it, so the interval is for the difference on the same examples.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import log_loss, roc_auc_score
+
+MetricFn = Callable[..., float]
+
+EPS = 1e-7
+
+GREATER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
+
+
+def _arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y, dtype=np.float64).ravel()
+    p = np.asarray(p, dtype=np.float64).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"labels and predictions differ in length: {y.shape[0]} vs {p.shape[0]}")
+    return y, p
+
+
+def auc(y, p, groups=None, sample_weight=None) -> float:
+    """Global ROC AUC; NaN when only one class is present. `groups` is ignored."""
+    y, p = _arrays(y, p)
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        keep = sample_weight > 0
+        y, p, sample_weight = y[keep], p[keep], sample_weight[keep]
+    if len(y) == 0 or y.min() == y.max():
+        return float("nan")
+    return float(roc_auc_score(y, p, sample_weight=sample_weight))
+
+
+def logloss(y, p, groups=None, sample_weight=None) -> float:
+    """Mean binary log loss (natural log), p clipped to [1e-7, 1 - 1e-7]. `groups` is ignored."""
+    y, p = _arrays(y, p)
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        keep = sample_weight > 0
+        y, p, sample_weight = y[keep], p[keep], sample_weight[keep]
+    if len(y) == 0:
+        return float("nan")
+    return float(log_loss(y, np.clip(p, EPS, 1 - EPS), sample_weight=sample_weight, labels=[0, 1]))
+
+
+def per_group_auc(y, p, groups) -> pd.DataFrame:
+    """One row per group: group, n (impressions), n_pos, auc (NaN without both classes).
+
+    Vectorised Mann-Whitney: AUC_u = (sum of positive ranks - n_pos (n_pos + 1) / 2) / (n_pos n_neg), ranks
+    within the user with ties averaged, which equals roc_auc_score on that user's rows.
+    """
+    y, p = _arrays(y, p)
+    if groups is None:
+        raise ValueError("gauc needs groups (the user id of each example)")
+    g = np.asarray(groups).ravel()
+    if g.shape != y.shape:
+        raise ValueError(f"groups and labels differ in length: {g.shape[0]} vs {y.shape[0]}")
+    df = pd.DataFrame({"g": g, "y": y, "p": p})
+    df["r"] = df.groupby("g", sort=False)["p"].rank(method="average")
+    df["ry"] = df["r"] * df["y"]
+    s = df.groupby("g", sort=True).agg(n=("y", "size"), n_pos=("y", "sum"), rank_pos=("ry", "sum"))
+    n_neg = s["n"] - s["n_pos"]
+    valid = (s["n_pos"] > 0) & (n_neg > 0)
+    u = s["rank_pos"] - s["n_pos"] * (s["n_pos"] + 1) / 2
+    s["auc"] = np.where(valid, u / (s["n_pos"] * n_neg).where(valid, 1.0), np.nan)
+    return s.reset_index().rename(columns={"g": "group"})[["group", "n", "n_pos", "auc"]]
+
+
+def _gauc_from_table(table: pd.DataFrame, group_weight: np.ndarray | None = None) -> float:
+    w = table["n"].to_numpy(dtype=np.float64)
+    if group_weight is not None:
+        w = w * group_weight
+    a = table["auc"].to_numpy()
+    ok = ~np.isnan(a) & (w > 0)
+    if not ok.any():
+        return float("nan")
+    return float(np.sum(a[ok] * w[ok]) / np.sum(w[ok]))
+
+
+def _group_weights_from_rows(table: pd.DataFrame, groups, sample_weight) -> np.ndarray:
+    """Row weights -> one weight per group (they must be constant within a group, e.g. cluster bootstrap)."""
+    df = pd.DataFrame({"g": np.asarray(groups).ravel(), "w": np.asarray(sample_weight, dtype=np.float64)})
+    agg = df.groupby("g", sort=True)["w"].agg(["min", "max"])
+    if not np.allclose(agg["min"], agg["max"]):
+        raise ValueError("gauc: sample_weight must be constant within each group (user-level weights)")
+    return agg["min"].reindex(table["group"]).to_numpy()
+
+
+def gauc(y, p, groups=None, sample_weight=None) -> float:
+    """Impression-weighted mean of per-user AUC over users with both classes (NaN if there are none).
+
+    GAUC = sum_u n_u AUC_u / sum_u n_u, u over users with >= 1 positive and >= 1 negative, n_u = impressions.
+    `sample_weight`, if given, must be constant per user (it multiplies n_u, as duplicating the user would).
+    """
+    table = per_group_auc(y, p, groups)
+    gw = None if sample_weight is None else _group_weights_from_rows(table, groups, sample_weight)
+    return _gauc_from_table(table, gw)
+
+
+def gauc_report(y, p, groups) -> dict[str, float]:
+    """GAUC with its coverage: share of users and of impressions that have both classes (and so count)."""
+    table = per_group_auc(y, p, groups)
+    ok = table["auc"].notna()
+    return {
+        "gauc": _gauc_from_table(table),
+        "gauc_users": float(ok.sum()),
+        "gauc_user_coverage": float(ok.mean()) if len(table) else float("nan"),
+        "gauc_impression_coverage": float(table.loc[ok, "n"].sum() / max(table["n"].sum(), 1)),
+    }
+
+
+METRICS: dict[str, MetricFn] = {"auc": auc, "gauc": gauc, "logloss": logloss}
+
+
+# --------------------------------------------------------------------------------------------- bootstrap
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+class _Evaluator:
+    """Evaluates a metric on a cluster resample given as per-cluster counts (fast paths for our metrics)."""
+
+    def __init__(self, metric_fn: MetricFn, y: np.ndarray, p: np.ndarray, codes: np.ndarray, groups):
+        self.fn, self.y, self.p, self.codes, self.groups = metric_fn, y, p, codes, groups
+        self.weighted = _accepts(metric_fn, "sample_weight")
+        self.grouped = _accepts(metric_fn, "groups")
+        self.table = None
+        if metric_fn is gauc:
+            # per-user AUCs do not change under user resampling; only their weights do
+            self.table = per_group_auc(y, p, codes)
+
+    def point(self) -> float:
+        if self.table is not None:
+            return _gauc_from_table(self.table)
+        kw = {"groups": self.groups} if self.grouped else {}
+        return float(self.fn(self.y, self.p, **kw))
+
+    def resampled(self, counts: np.ndarray) -> float:
+        """counts[c] = how many times cluster c was drawn."""
+        if self.table is not None:
+            return _gauc_from_table(self.table, counts.astype(np.float64))
+        row_w = counts[self.codes].astype(np.float64)
+        if self.weighted:
+            kw = {"groups": self.codes} if self.grouped else {}
+            return float(self.fn(self.y, self.p, sample_weight=row_w, **kw))
+        # generic callable without weights: materialise the resample, relabelling repeated clusters
+        idx = np.repeat(np.arange(len(self.y)), row_w.astype(np.int64))
+        kw = {}
+        if self.grouped:
+            rep = np.concatenate([np.arange(k) for k in row_w.astype(np.int64)]) if len(idx) else idx
+            kw = {"groups": self.codes[idx] * (int(counts.max()) + 1) + rep}
+        return float(self.fn(self.y[idx], self.p[idx], **kw))
+
+
+def _cluster_codes(n: int, groups) -> tuple[np.ndarray, int]:
+    if groups is None:
+        return np.arange(n), n
+    g = np.asarray(groups).ravel()
+    if len(g) != n:
+        raise ValueError(f"groups and labels differ in length: {len(g)} vs {n}")
+    codes, uniques = pd.factorize(g, sort=True)
+    return codes.astype(np.int64), len(uniques)
+
+
+def _draws(n_clusters: int, n: int, seed: int) -> np.ndarray:
+    """[n, n_clusters] counts: each row one bootstrap resample of n_clusters clusters with replacement."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, n_clusters), dtype=np.int32)
+    for b in range(n):
+        out[b] = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
+    return out
+
+
+def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(metric_fn: MetricFn, y, p, groups=None, n: int = 200, seed: int = 0,
+                 alpha: float = 0.05) -> tuple[float, float, float]:
+    """(point, lo, hi): metric on all data and the (1 - alpha) percentile interval over `n` resamples.
+
+    With `groups` (user ids) whole users are resampled (cluster bootstrap); without, single rows.
+    `metric_fn` is one of this module's metrics or any `fn(y, p[, groups][, sample_weight]) -> float`.
+    Resamples where the metric is undefined (e.g. one class only) are dropped from the interval.
+    """
+    if n < 1:
+        raise ValueError(f"bootstrap n must be >= 1, got {n}")
+    y, p = _arrays(y, p)
+    codes, n_clusters = _cluster_codes(len(y), groups)
+    ev = _Evaluator(metric_fn, y, p, codes, groups)
+    values = np.array([ev.resampled(c) for c in _draws(n_clusters, n, seed)])
+    return (ev.point(), *_interval(values, alpha))
+
+
+def paired_bootstrap_diff(metric_fn: MetricFn, y, p_a, p_b, groups=None, n: int = 200, seed: int = 0,
+                          alpha: float = 0.05) -> tuple[float, float, float]:
+    """(diff, lo, hi) of metric(p_a) - metric(p_b) on the same examples, same user resamples for both.
+
+    For AUC/GAUC a positive diff means variant a is better; for log loss a negative diff does.
+    """
+    y, p_a = _arrays(y, p_a)
+    _, p_b = _arrays(y, p_b)
+    codes, n_clusters = _cluster_codes(len(y), groups)
+    ev_a = _Evaluator(metric_fn, y, p_a, codes, groups)
+    ev_b = _Evaluator(metric_fn, y, p_b, codes, groups)
+    diffs = np.array([ev_a.resampled(c) - ev_b.resampled(c) for c in _draws(n_clusters, n, seed)])
+    return (ev_a.point() - ev_b.point(), *_interval(diffs, alpha))
+
+
+def evaluate(y, p, groups, n_bootstrap: int = 200, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
+    """Flat dict: auc, auc_lo, auc_hi, gauc(+_lo/_hi), gauc coverage, logloss(+_lo/_hi), n, positive_rate."""
+    out: dict[str, float] = {}
+    for name, fn in METRICS.items():
+        point, lo, hi = bootstrap_ci(fn, y, p, groups, n=n_bootstrap, seed=seed, alpha=alpha)
+        out.update({name: point, f"{name}_lo": lo, f"{name}_hi": hi})
+    rep = gauc_report(y, p, groups)
+    out.update({k: v for k, v in rep.items() if k != "gauc"})
+    y_arr = np.asarray(y, dtype=np.float64)
+    out["n_examples"] = float(len(y_arr))
+    out["n_users"] = float(pd.Series(np.asarray(groups)).nunique())
+    out["positive_rate"] = float(y_arr.mean()) if len(y_arr) else float("nan")
+    return out

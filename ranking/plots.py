@@ -1,0 +1,82 @@
+"""Figures for the ranking experiment (matplotlib object API with the Agg canvas: no display, no pyplot state).
+
+- ``roc_figure``: ROC curves of all variants on one axes, AUC in the legend.
+- ``decile_table`` / ``decile_figure``: examples binned into deciles of predicted score; per decile the mean
+  prediction, the observed positive rate (calibration) and the lift = observed rate / overall rate.
+- ``importance_figure``: horizontal bar chart of feature importance (gain).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+
+def _figure(w: float, h: float) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def roc_figure(y, preds: dict[str, np.ndarray], aucs: dict[str, float] | None = None,
+               title: str = "ROC (test period)") -> Figure:
+    fig = _figure(5.5, 5)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.asarray(y)
+    for name, p in preds.items():
+        fpr, tpr, _ = roc_curve(y, np.asarray(p))
+        label = name if aucs is None or name not in aucs else f"{name} (AUC {aucs[name]:.4f})"
+        ax.plot(fpr, tpr, label=label, linewidth=1.2)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def decile_table(y, p, n_bins: int = 10) -> pd.DataFrame:
+    """DataFrame[decile (1 = lowest scores), n, mean_pred, pos_rate, lift]; ties may merge bins."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    ranks = pd.Series(p).rank(method="first").to_numpy()
+    bins = np.minimum((ranks - 1) * n_bins // max(len(p), 1), n_bins - 1).astype(int) + 1
+    df = pd.DataFrame({"decile": bins, "y": y, "p": p})
+    t = df.groupby("decile").agg(n=("y", "size"), mean_pred=("p", "mean"), pos_rate=("y", "mean")).reset_index()
+    base = y.mean() if len(y) else np.nan
+    t["lift"] = t["pos_rate"] / base if base and base > 0 else np.nan
+    return t
+
+
+def decile_figure(table: pd.DataFrame, title: str) -> Figure:
+    fig = _figure(10, 4)
+    ax1 = fig.add_subplot(1, 2, 1)
+    ax1.bar(table["decile"], table["lift"], color="tab:blue")
+    ax1.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    ax1.set(xlabel="score decile (10 = highest)", ylabel="lift (pos rate / overall)", title=f"{title}: lift")
+    ax2 = fig.add_subplot(1, 2, 2)
+    hi = float(max(table["mean_pred"].max(), table["pos_rate"].max(), 1e-6)) * 1.05
+    ax2.plot([0, hi], [0, hi], linestyle="--", color="grey", linewidth=0.8)
+    ax2.plot(table["mean_pred"], table["pos_rate"], marker="o")
+    ax2.set(xlabel="mean predicted probability", ylabel="observed positive rate",
+            title=f"{title}: calibration by decile", xlim=(0, hi), ylim=(0, hi))
+    return fig
+
+
+def importance_figure(importance: pd.DataFrame, title: str, top: int = 30) -> Figure:
+    d = importance.sort_values("gain", ascending=False).head(top).iloc[::-1]
+    fig = _figure(6, max(2.0, 0.3 * len(d) + 1))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.barh(d["feature"], d["gain"], color="tab:green")
+    ax.set(xlabel="total gain", title=title)
+    return fig

@@ -1,0 +1,77 @@
+"""The run config: one typed section per stage, composed from the configs that live beside each stage.
+
+Load with `recsys.config_io.load_model(RunConfig, path, overrides)`; an unknown key or bad value is an error
+that names the key (e.g. `embedding.train.batch_size: Input should be greater than 1`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from embedding.encoders.config import EncoderConfig
+from embedding.semantic_ids import SemanticIdConfig
+from embedding.train import EmbeddingTrainConfig
+from ranking.dlrm import DLRMConfig
+from ranking.lgbm import LGBMConfig
+from recsys.data.config import DataConfig
+from recsys.interests import InterestConfig
+from recsys.simulate import SimulationConfig
+from recsys.statistics import StatsConfig
+from recsys.teachers.config import TeacherConfig
+from recsys.world.config import WorldConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbeddingSection(_Section):
+    """The omni-modal embedding model: contrastive content training, then (optionally) CRE."""
+
+    train: EmbeddingTrainConfig = Field(default_factory=EmbeddingTrainConfig)
+    semantic_ids: SemanticIdConfig = Field(default_factory=SemanticIdConfig)
+
+
+class FeaturesSection(_Section):
+    """The Feast repository generated under <run_dir>/feature_repo."""
+
+    offline_store: Literal["file", "spark"] = "file"
+    interests: InterestConfig = Field(default_factory=InterestConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+
+
+class RankingSection(_Section):
+    """Rankers compared on the test period; trained on valid-period examples."""
+
+    lgbm: LGBMConfig = Field(default_factory=LGBMConfig)
+    dlrm: DLRMConfig = Field(default_factory=DLRMConfig)
+    rankers: list[Literal["lgbm", "dlrm"]] = Field(default_factory=lambda: ["lgbm"])
+    max_train_rows: int | None = Field(None, ge=100, description="sample whole users down to about this many")
+    max_test_rows: int | None = Field(None, ge=100)
+    bootstrap: int = Field(200, ge=10, description="bootstrap resamples (users) for confidence intervals")
+    retrieval_engine: Literal["feast", "asof"] = Field(
+        "feast", description="feast: get_historical_features; asof: the same point-in-time join in pandas "
+                             "(tested equal, ~10x faster on large frames)")
+
+
+class SimulationSection(SimulationConfig):
+    """Lifetime simulation; runs only where the dataset has a behaviour law (the synthetic world)."""
+
+    enabled: bool = True
+
+
+class RunConfig(_Section):
+    """Everything `recsys run` needs. Defaults are the embedded demo."""
+
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    encoders: EncoderConfig = Field(default_factory=EncoderConfig)
+    embedding: EmbeddingSection = Field(default_factory=EmbeddingSection)
+    teachers: TeacherConfig = Field(default_factory=TeacherConfig)
+    features: FeaturesSection = Field(default_factory=FeaturesSection)
+    ranking: RankingSection = Field(default_factory=RankingSection)
+    simulation: SimulationSection = Field(default_factory=SimulationSection)

@@ -1,0 +1,310 @@
+"""The main job: data -> encoders -> embedding -> interests/features -> ranking -> lifetime, in one run directory.
+
+    <run_dir>/
+      config.yaml            the resolved config of the run
+      dataset/               canonical dataset (prepared once, reused)
+      cache/encoders/        modality-encoder feature cache (a second run encodes nothing)
+      embedding/             checkpoints + final model (safetensors + config.json); item_embeddings.parquet
+      feature_repo/          Feast repository: feature_store.yaml, sources, registry, sqlite online store
+      mlflow.db, mlartifacts MLflow tracking (one experiment per dataset, a run per ranker variant)
+      stages/<stage>.json    what each finished stage produced; a rerun skips finished stages
+      results.md             the final table
+
+Each stage is a function of the run context; a finished stage leaves stages/<name>.json and is skipped on the
+next run (long stages also resume internally: embedding training from its last checkpoint, encoding from its
+cache shards). `force` reruns named stages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from recsys.config import RunConfig
+from recsys.config_io import dump_model
+from recsys.data.dataset import Dataset
+from recsys.utils import seed_everything
+
+log = logging.getLogger(__name__)
+
+STAGES = ("data", "encode", "embedding", "features", "ranking", "simulation")
+
+
+@dataclass
+class RunContext:
+    cfg: RunConfig
+    run_dir: Path
+    force: set[str] = field(default_factory=set)
+    ds: Dataset | None = None
+    encoded: object | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def mlflow_uri(self) -> str:
+        from ranking.experiment import mlflow_uri_for
+
+        return mlflow_uri_for(self.run_dir)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.ds.manifest.name
+
+    def marker(self, stage: str) -> Path:
+        return self.run_dir / "stages" / f"{stage}.json"
+
+    def done(self, stage: str) -> dict | None:
+        p = self.marker(stage)
+        if stage in self.force or not p.is_file():
+            return None
+        return json.loads(p.read_text())
+
+    def finish(self, stage: str, payload: dict) -> dict:
+        p = self.marker(stage)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
+        os.replace(tmp, p)
+        return payload
+
+
+# ----------------------------------------------------------------------------------------------- stages
+def stage_data(ctx: RunContext) -> dict:
+    from recsys.data.prepare import prepare_dataset
+
+    ctx.ds = prepare_dataset(ctx.cfg.data, ctx.run_dir / "dataset", world=ctx.cfg.world,
+                             reuse="data" not in ctx.force)
+    return {"summary": ctx.ds.summary()}
+
+
+def stage_encode(ctx: RunContext) -> dict:
+    from embedding.encoders import encode_items
+
+    ctx.encoded = encode_items(ctx.ds, ctx.cfg.encoders, ctx.run_dir / "cache" / "encoders", ctx.cfg.device)
+    info = ctx.encoded.info
+    return {k: info.get(k) for k in ("dims", "encoded", "cached", "n_skipped") if k in info}
+
+
+def _text_encoder(ctx: RunContext) -> Callable[[list[str]], object]:
+    from embedding.encoders import encode_texts
+
+    return lambda texts: encode_texts(texts, ctx.cfg.encoders, ctx.run_dir / "cache" / "encoders", ctx.cfg.device)
+
+
+def stage_embedding(ctx: RunContext) -> dict:
+    """Contrastive content training (train split only), batch inference, semantic IDs, retrieval evaluation."""
+    from embedding.evaluate import VectorEmbedder, ModelEmbedder, run_evaluators
+    from embedding.infer import embed_items, write_item_embeddings
+    from embedding.model import OmniEmbeddingModel
+    from embedding.semantic_ids import ResidualKMeans
+    from embedding.train import train_embedding
+
+    cfg = ctx.cfg.embedding
+    out = ctx.run_dir / "embedding"
+    result = train_embedding(ctx.ds, ctx.encoded, cfg.train, out, ctx.cfg.device, encode_texts=_text_encoder(ctx))
+    model = OmniEmbeddingModel.from_pretrained(result.model_dir)
+    t0 = time.perf_counter()
+    emb = embed_items(model, ctx.encoded, cfg.train.infer_batch_size, ctx.cfg.device)
+    infer_items_per_s = len(emb) / max(time.perf_counter() - t0, 1e-9)
+    sid_model = ResidualKMeans.from_config(cfg.semantic_ids).fit(emb)
+    sid_model.save(out / "semantic_ids.npz")
+    sids = sid_model.encode(emb)
+    version = f"omni-{ctx.ds.manifest.content_hash[:8]}-{int(time.time())}"
+    path = write_item_embeddings(ctx.ds, ctx.encoded.item_ids, emb, sids, version, out / "item_embeddings.parquet")
+    metrics = dict(result.metrics)
+    return {"model_dir": str(result.model_dir), "item_embeddings": str(path), "model_version": version,
+            "metrics": metrics, "train_steps_per_s": result.steps_per_sec, "infer_items_per_s": infer_items_per_s,
+            "semantic_ids": sid_model.stats(emb)}
+
+
+def _snapshot_range(ds: Dataset) -> tuple[pd.Timestamp, pd.Timestamp]:
+    ts = ds.interactions["timestamp"]
+    return ts.min().floor("D"), ts.max().floor("D") + pd.Timedelta(days=1)
+
+
+def stage_features(ctx: RunContext) -> dict:
+    """Interests + statistics (daily point-in-time snapshots) -> Feast sources -> apply -> materialize."""
+    from features.definitions import FeatureConfig
+    from features.repo import FeatureRepo, build_feature_tables
+
+    emb_path = Path(ctx.outputs["embedding"]["item_embeddings"])
+    item_emb = pd.read_parquet(emb_path)
+    start, end = _snapshot_range(ctx.ds)
+    t0 = time.perf_counter()
+    tables = build_feature_tables(ctx.ds, item_emb, start, end, ctx.cfg.features.interests, ctx.cfg.features.stats)
+    build_s = time.perf_counter() - t0
+    dim = len(item_emb["embedding"].iloc[0])
+    repo = FeatureRepo(ctx.run_dir, FeatureConfig(embedding_dim=dim, offline_store=ctx.cfg.features.offline_store))
+    repo.write(tables)
+    repo.apply()
+    mat = repo.materialize(end)
+    return {"rows": {k: len(v) for k, v in tables.items()}, "build_seconds": build_s, "materialize": mat,
+            "snapshot_start": start.isoformat(), "snapshot_end": end.isoformat()}
+
+
+def _frames(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from features.repo import FeatureRepo
+    from ranking.examples import labelled_examples
+
+    rc = ctx.cfg.ranking
+    repo = FeatureRepo(ctx.run_dir)
+    train = labelled_examples(ctx.ds, "valid", max_rows=rc.max_train_rows, seed=ctx.cfg.seed)
+    test = labelled_examples(ctx.ds, "test", max_rows=rc.max_test_rows, seed=ctx.cfg.seed)
+    frames = []
+    for ex in (train, test):
+        f = repo.historical(ex, "ranking_match_sid_v1", engine=rc.retrieval_engine)
+        frames.append(f)
+    return frames[0], frames[1]
+
+
+def stage_ranking(ctx: RunContext) -> dict:
+    """Point-in-time training frames from Feast -> LightGBM variants -> MLflow (AUC, GAUC, log loss + CIs)."""
+    import mlflow
+
+    from ranking.experiment import run_experiment
+
+    rc = ctx.cfg.ranking
+    t0 = time.perf_counter()
+    train, test = _frames(ctx)
+    frames_s = time.perf_counter() - t0
+    (ctx.run_dir / "ranking").mkdir(parents=True, exist_ok=True)
+    train.to_parquet(ctx.run_dir / "ranking" / "train_frame.parquet")
+    test.to_parquet(ctx.run_dir / "ranking" / "test_frame.parquet")
+    emb_metrics = ctx.outputs["embedding"]["metrics"]
+    result = run_experiment(train, test, mlflow_uri=ctx.mlflow_uri, experiment_name=ctx.experiment_name,
+                            run_tags={"dataset": ctx.ds.manifest.name, "content_hash": ctx.ds.manifest.content_hash},
+                            config=rc.lgbm.model_copy(update={"seed": ctx.cfg.seed}), n_bootstrap=rc.bootstrap,
+                            seed=ctx.cfg.seed)
+    mlflow.set_tracking_uri(ctx.mlflow_uri)
+    with mlflow.start_run(run_id=result.parent_run_id):
+        mlflow.log_metrics({f"embedding.{k.replace('@', '_at_')}": float(v) for k, v in emb_metrics.items()
+                            if isinstance(v, (int, float)) and np.isfinite(v)})
+    table = result.table
+    table.to_csv(ctx.run_dir / "ranking" / "comparison.csv", index=False)
+    return {"table": table.to_dict(orient="records"), "run_ids": result.run_ids, "model_uris": result.model_uris,
+            "parent_run_id": result.parent_run_id, "n_train": len(train), "n_test": len(test),
+            "frames_seconds": frames_s, "frames_rows_per_s": (len(train) + len(test)) / max(frames_s, 1e-9)}
+
+
+def stage_simulation(ctx: RunContext) -> dict:
+    """Replay the world's behaviour law with each ranker variant as the policy (synthetic world only)."""
+    from features.inmemory import InMemoryFeatures
+    from features.repo import FeatureRepo
+    from features.serving import service_layout
+    from ranking.experiment import load_logged_ranker, log_lifetime
+    from ranking.policy import RankerPolicy
+    from recsys.simulate import PopularityPolicy, RandomPolicy, SimulationConfig, simulate_lifetime
+    from recsys.world import load_world
+
+    sc = ctx.cfg.simulation
+    if not sc.enabled or not (ctx.ds.root / "world").is_dir():
+        return {"skipped": "no behaviour law for this dataset (lifetime needs the synthetic world)"}
+    world = load_world(ctx.ds.root)
+    repo = FeatureRepo(ctx.run_dir)
+    layout = service_layout(repo.store, "ranking_match_sid_v1")
+    item_emb = pd.read_parquet(ctx.outputs["embedding"]["item_embeddings"])
+    builder = InMemoryFeatures(item_emb, ctx.ds.positive, layout, ctx.cfg.features.interests, ctx.cfg.features.stats)
+
+    def feature_fn(day, user_ids, candidates, history):
+        return builder.frame(world.timestamp(day).floor("D"), user_ids, candidates, history)
+
+    rk = ctx.outputs["ranking"]
+    policies = {"random": RandomPolicy(seed=ctx.cfg.seed), "popularity": PopularityPolicy()}
+    for variant, uri in rk["model_uris"].items():
+        policies[variant] = RankerPolicy(load_logged_ranker(uri, ctx.mlflow_uri), feature_fn, name=variant)
+    sim_cfg = SimulationConfig(**sc.model_dump(exclude={"enabled"}))
+    summary = simulate_lifetime(world, policies, sim_cfg, history=ctx.ds.interactions, baseline="baseline")
+    summary.to_csv(ctx.run_dir / "ranking" / "lifetime.csv")
+    log_lifetime(ctx.mlflow_uri, ctx.experiment_name, rk["run_ids"], summary)
+    return {"summary": summary.reset_index().to_dict(orient="records")}
+
+
+STAGE_FUNCS: dict[str, Callable[[RunContext], dict]] = {
+    "data": stage_data, "encode": stage_encode, "embedding": stage_embedding, "features": stage_features,
+    "ranking": stage_ranking, "simulation": stage_simulation,
+}
+ALWAYS_RUN = {"data", "encode"}  # cheap when done (dataset reused, encoder cache hit) and needed in memory
+
+
+# ----------------------------------------------------------------------------------------------- driver
+@dataclass
+class RunResult:
+    run_dir: Path
+    outputs: dict[str, dict]
+    timings: dict[str, float]
+
+    @property
+    def mlflow_uri(self) -> str:
+        from ranking.experiment import mlflow_uri_for
+
+        return mlflow_uri_for(self.run_dir)
+
+    def table(self) -> pd.DataFrame:
+        """variant, AUC, GAUC, log loss (with CIs), LT7, LT14 (with CIs, where simulated)."""
+        rows = pd.DataFrame(self.outputs["ranking"]["table"])
+        keep = ["variant", "auc", "auc_lo", "auc_hi", "gauc", "gauc_lo", "gauc_hi", "logloss", "auc_diff_vs_baseline",
+                "auc_diff_vs_baseline_lo", "auc_diff_vs_baseline_hi"]
+        table = rows[[c for c in keep if c in rows.columns]].copy()
+        sim = self.outputs.get("simulation", {}).get("summary")
+        if sim:
+            lt = pd.DataFrame(sim).set_index("policy")
+            for col in ("lt7", "lt7_lo", "lt7_hi", "lt14", "lt14_lo", "lt14_hi", "lt7_diff", "lt7_diff_lo",
+                        "lt7_diff_hi"):
+                if col in lt.columns:
+                    table[col] = table["variant"].map(lt[col])
+        return table
+
+
+def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None = None,
+                 force: set[str] | None = None, on_stage: Callable[[str, str], None] | None = None) -> RunResult:
+    """Run (or resume) the main job. `stages` limits which stages run (prerequisites are loaded from their
+    markers); `force` reruns finished stages."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_model(cfg, run_dir / "config.yaml")
+    seed_everything(cfg.seed)
+    ctx = RunContext(cfg, run_dir, set(force or ()))
+    wanted = list(stages or STAGES)
+    unknown = [s for s in wanted if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    last = max(STAGES.index(s) for s in wanted)
+    for stage in STAGES[: last + 1]:
+        cached = ctx.done(stage)
+        if cached is not None and stage not in ALWAYS_RUN:
+            ctx.outputs[stage] = cached
+            if on_stage:
+                on_stage(stage, "cached")
+            continue
+        if stage not in wanted and stage not in ALWAYS_RUN:
+            raise RuntimeError(f"stage '{stage}' has not run in {run_dir}; run it first")
+        if on_stage:
+            on_stage(stage, "start")
+        t0 = time.perf_counter()
+        payload = STAGE_FUNCS[stage](ctx)
+        ctx.timings[stage] = time.perf_counter() - t0
+        payload["seconds"] = ctx.timings[stage]
+        ctx.outputs[stage] = ctx.finish(stage, payload)
+        if on_stage:
+            on_stage(stage, f"done in {ctx.timings[stage]:.1f}s")
+    result = RunResult(run_dir, ctx.outputs, ctx.timings)
+    if "ranking" in ctx.outputs:
+        write_report(result)
+    return result
+
+
+def write_report(result: RunResult) -> Path:
+    table = result.table()
+    lines = [f"# Results: {result.run_dir}", "", table.to_markdown(index=False, floatfmt=".4f"), "",
+             f"MLflow: `mlflow ui --backend-store-uri {result.mlflow_uri}`"]
+    path = result.run_dir / "results.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
