@@ -94,7 +94,7 @@ class CREConfig(BaseModel):
     seq2item_steps: int = Field(150, ge=0, description="stage 1 (SAIL: seq2item first)")
     id2item_steps: int = Field(150, ge=0, description="stage 2")
     batch_size: int = Field(32, gt=1, description="sequences per seq2item batch; items per distillation batch")
-    aux_batch_size: int = Field(32, gt=1, description="co-engagement pairs per ID2item step (auxiliary i2i)")
+    aux_batch_size: int = Field(16, gt=1, description="co-engagement pairs per ID2item step (auxiliary i2i)")
     lr: float = Field(5e-4, gt=0, description="peak lr of the embedding model (fine-tuning: half the content lr)")
     head_lr: float = Field(2e-3, gt=0, description="peak lr of the new projection heads")
     min_lr: float = Field(5e-5, ge=0, description="end of each stage's cosine decay (heads: scaled alike)")
@@ -118,6 +118,9 @@ class CREConfig(BaseModel):
     distill_contrastive_weight: float = Field(1.0, ge=0)
     aux_i2i_weight: float = Field(1.0, ge=0, description="auxiliary co-engagement i2i InfoNCE (keeps content "
                                                          "training's i2i behaviour); 0 = off")
+    content_anchor_weight: float = Field(0.5, ge=0, description="both stages: in-batch InfoNCE between each "
+                                         "item's current embedding and its content-model embedding (keeps the "
+                                         "content geometry); 0 = off")
     teacher_weights: dict[str, float] = Field(default_factory=dict, description="teacher -> loss weight "
                                                                                  "(default 1 each)")
     pairs: PairConfig = Field(default_factory=PairConfig, description="the content stage's pair config (aux i2i "
@@ -395,7 +398,8 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
                            for name, (_, vec) in tmat.items()}).to(dev)
     seq_nce = InfoNCELoss(None, keys=list(SEQUENCE_KINDS), temperature=cfg.temperature, symmetric=False)
     aux_nce = InfoNCELoss(None, keys=["i2i"], temperature=cfg.temperature, symmetric=True)
-    criteria = nn.ModuleDict({"seq2item": seq_nce, "aux_i2i": aux_nce, **{
+    anchor_nce = InfoNCELoss(None, keys=["anchor"], temperature=cfg.temperature, learnable=False)
+    criteria = nn.ModuleDict({"seq2item": seq_nce, "aux_i2i": aux_nce, "anchor": anchor_nce, **{
         f"distill_{name}": DistillationLoss(None, heads[name], cfg.distill_cosine_weight,
                                             cfg.distill_contrastive_weight, cfg.distill_temperature)
         for name in tmat}}).to(dev)
@@ -438,6 +442,14 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
                         "config": _comparable(cfg), "fingerprint": fingerprint}, tmp / "state.pt")
 
     embed = lambda rows, role: model(collate(encoded, rows, dev), role=role, task=ITEM_TASK).embedding  # noqa: E731
+    base_t = torch.as_tensor(base_vectors, device=dev)  # (N, D) the content model's item embeddings
+
+    def anchor(emb: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, dict]:
+        """Content anchor: each item's embedding must retrieve its own content-model embedding in the batch."""
+        if cfg.content_anchor_weight <= 0 or len(rows) < 2:
+            return emb.new_zeros(()), {}
+        l_a = anchor_nce.compute_loss_from_embeddings([emb, base_t[torch.as_tensor(rows, device=dev)]], key="anchor")
+        return cfg.content_anchor_weight * l_a, {"anchor": float(l_a.detach())}
     at = lambda live, rows: torch.as_tensor(np.searchsorted(live, rows), device=dev)  # noqa: E731
 
     def seq2item_step(rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
@@ -455,8 +467,9 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
         query = history_query(emb, rows, hist, live, bank)  # (B, D) mean of the history embeddings
         target = emb[at(rows, tgt)]  # (B, D)
         labels = torch.as_tensor(np.stack([-(pick + 1), item_ids[tgt]], 1), device=dev)
-        loss = seq_loss([query, target], labels, key=kind)
-        return loss, {"dataset": f"seq2item_{kind}", "items_embedded": int(len(rows))}
+        loss = seq_loss.compute_loss_from_embeddings([query, target], labels, key=kind)
+        l_a, parts = anchor(emb, rows)
+        return loss + l_a, {"dataset": f"seq2item_{kind}", "items_embedded": int(len(rows)), **parts}
 
     def id2item_step(rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
         d_rows = distill_rows[rng.choice(len(distill_rows), min(cfg.batch_size, len(distill_rows)), False)]
@@ -482,9 +495,12 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
         if use_aux:
             q = embed(q_rows, "query")  # (A, D)
             labels = torch.as_tensor(np.stack([item_ids[q_rows], item_ids[t_rows_aux]], 1), device=dev)
-            l_aux = aux_loss([q, emb[at(rows, t_rows_aux)]], labels, key="i2i")
+            l_aux = aux_loss.compute_loss_from_embeddings([q, emb[at(rows, t_rows_aux)]], labels, key="i2i")
             loss = loss + cfg.aux_i2i_weight * l_aux
             parts["aux_i2i"] = float(l_aux.detach())
+        l_a, a_parts = anchor(emb, rows)
+        loss = loss + l_a
+        parts.update(a_parts)
         return loss, {"dataset": "id2item", **parts}
 
     # -- train
@@ -563,5 +579,5 @@ def _table(ids: np.ndarray, vectors: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"item_id": ids, "embedding": list(vectors)})
 
 
-__all__ = ["CREConfig", "CREResult", "run_cre", "history_query", "ProjectionHead", "save_heads", "load_heads", "project",
-           "aux_i2i_pairs", "lr_factor"]
+__all__ = ["CREConfig", "CREResult", "run_cre", "history_query", "ProjectionHead", "save_heads", "load_heads",
+           "project", "aux_i2i_pairs", "lr_factor"]

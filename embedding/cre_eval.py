@@ -21,8 +21,10 @@ Definitions:
 - seq2item "vanilla" history = a seeded random <= 10 of the user's earlier train positives; "filtered" = the
   <= 10 most similar to the target under FIXED reference vectors (`filter_vectors`, e.g. the content model's
   embeddings), so the before and after models are queried with the same sequences.
-- Kendall tau (scipy.stats.kendalltau, tau-b) is computed per query over the union of the two top-k lists,
-  scoring those items by student cosine and by teacher cosine; averaged over queries.
+- Kendall tau (scipy.stats.kendalltau, tau-b) per query, scoring candidates by student cosine and by teacher
+  cosine, averaged over queries: `kendall_tau` over a fixed random set of 100 teacher items (0 = unrelated
+  rankings, 1 = identical) and `kendall_tau_topk_union` over the union of the two top-k lists (focused on the
+  neighbours, but negative for disjoint lists: each list's items rank high in one space and low in the other).
 - Bijective alignment (SAIL §4.3): for a teacher item i, query the teacher vectors with the projected student
   vector p_i -> top-1 teacher item j -> query the projected student vectors with t_j -> top-1 item k;
   `bijective` = P(k == i), `top1` = P(j == i).
@@ -276,7 +278,8 @@ def _top_excluding_self(q_idx: np.ndarray, vectors: np.ndarray, k: int) -> np.nd
 @dataclass
 class NeighbourAgreementEvaluator:
     """Top-k intersection and Kendall tau between each teacher item's neighbours under the student vectors
-    and under the teacher's vectors (both searched among the teacher items the space has)."""
+    and under the teacher's vectors (both searched among the teacher items the space has); tau over
+    `candidates` random teacher items and over the union of the two top-k lists (see the module docstring)."""
 
     teacher: str
     teacher_ids: np.ndarray
@@ -284,6 +287,7 @@ class NeighbourAgreementEvaluator:
     k: int = 10
     max_queries: int = 500
     seed: int = 0
+    candidates: int = 100
     greater_is_better: bool = True
 
     @property
@@ -304,16 +308,20 @@ class NeighbourAgreementEvaluator:
         q = _sample(len(rows), self.max_queries, self.seed)
         s_top = _top_excluding_self(q, svec, self.k)
         t_top = _top_excluding_self(q, tvec, self.k)
-        overlap, taus = [], []
+        rng = np.random.default_rng(self.seed)
+        overlap, taus, taus_union = [], [], []
         for i, qi in enumerate(q):
             overlap.append(len(np.intersect1d(s_top[i], t_top[i])) / self.k)
             union = np.union1d(s_top[i], t_top[i])
-            tau = kendalltau(svec[union] @ svec[qi], tvec[union] @ tvec[qi]).statistic
-            if np.isfinite(tau):
-                taus.append(tau)
-        return {f"{self.name}/top{self.k}_overlap": float(np.mean(overlap)),
-                f"{self.name}/kendall_tau": float(np.mean(taus)) if taus else float("nan"),
-                f"{self.name}/n_queries": float(len(q))}
+            cand = rng.choice(len(rows), min(self.candidates, len(rows)), replace=False)
+            cand = cand[cand != qi]
+            for pool, out in ((cand, taus), (union, taus_union)):
+                tau = kendalltau(svec[pool] @ svec[qi], tvec[pool] @ tvec[qi]).statistic
+                if np.isfinite(tau):
+                    out.append(tau)
+        mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
+        return {f"{self.name}/top{self.k}_overlap": float(np.mean(overlap)), f"{self.name}/kendall_tau": mean(taus),
+                f"{self.name}/kendall_tau_topk_union": mean(taus_union), f"{self.name}/n_queries": float(len(q))}
 
 
 def ridge_probe(x: np.ndarray, y: np.ndarray, ridge: float = 1e-2) -> np.ndarray:

@@ -25,6 +25,7 @@ EMBEDDING_MATCH_FEATURES or SID_MATCH_FEATURES. The on-demand view's output sche
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Callable
 
 import numpy as np
@@ -45,6 +46,10 @@ ITEM_INPUTS = ("embedding",) + tuple(f"sid_{lvl}" for lvl in range(SID_LEVELS))
 
 MatchFn = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
 
+_MEMO: ContextVar[dict | None] = ContextVar("match_features_memo", default=None)
+"""Per-call cache of stacked input columns, active only inside compute_match_frame (the arrays it holds are
+never written to: every feature derives new arrays from them)."""
+
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _is_missing(v) -> bool:
@@ -60,17 +65,45 @@ def stack(column: pd.Series, width: int | None = None, dtype=np.float32, fill=0)
 
     Values are cast to float32 first (they are stored as float32), so the online path (python lists of floats)
     and the offline path (numpy arrays from parquet) give bit-identical inputs.
+    Inside `compute_match_frame` a column is stacked once and shared by every feature that reads it.
     """
+    memo = _MEMO.get()
+    if memo is None:
+        return _stack(column, width, dtype, fill)
+    key = ("stack", _identity(column), width, np.dtype(dtype).str, fill)
+    if key not in memo:
+        memo[key] = (column, _stack(column, width, dtype, fill))  # holds the column: its memory stays unique
+    return memo[key][1]
+
+
+def _identity(column: pd.Series) -> tuple:
+    """The memory a column's values live in (equal for the same column read twice from one frame)."""
+    a = np.asarray(column.to_numpy())
+    return a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str
+
+
+def _stack(column: pd.Series, width: int | None, dtype, fill) -> tuple[np.ndarray, np.ndarray]:
     values = list(column)
-    present = np.array([not _is_missing(v) and len(v) > 0 for v in values], dtype=bool)
+    lengths = np.array([-1 if _is_missing(v) else len(v) for v in values], dtype=np.int64)
+    present = lengths > 0
     if width is None:
-        width = max((len(v) for v, p in zip(values, present) if p), default=0)
+        width = int(lengths.max()) if present.any() else 0
     out = np.full((len(values), width), fill, dtype=dtype)
-    for r, (v, p) in enumerate(zip(values, present)):
-        if p:
-            a = np.asarray(v, dtype=np.float32 if dtype == np.float32 else dtype)
-            n = min(len(a), width)
-            out[r, :n] = a[:n]
+    rows = np.flatnonzero(present)
+    if len(rows) and (lengths[rows] == width).all():
+        # every present value has exactly `width` entries: one vectorised conversion, element for element the
+        # same cast as np.asarray(v, dtype) of each row below
+        try:
+            block = np.asarray([values[r] for r in rows], dtype=dtype)
+        except (TypeError, ValueError):
+            block = None
+        if block is not None and block.shape == (len(rows), width):
+            out[rows] = block
+            return out, present
+    for r in rows:
+        a = np.asarray(values[r], dtype=np.float32 if dtype == np.float32 else dtype)
+        n = min(len(a), width)
+        out[r, :n] = a[:n]
     return out, present
 
 
@@ -81,8 +114,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _candidate(item: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    emb, present = stack(item["embedding"])
-    return _unit(emb), present
+    column = item["embedding"]
+    memo = _MEMO.get()
+    if memo is None:
+        emb, present = stack(column)
+        return _unit(emb), present
+    key = ("candidate", _identity(column))
+    if key not in memo:
+        emb, present = stack(column)
+        memo[key] = (column, (_unit(emb), present))
+    return memo[key][1]
 
 
 def _cosine_to(user: pd.DataFrame, item: pd.DataFrame, column: str) -> np.ndarray:
@@ -215,10 +256,14 @@ def compute_match_frame(user: pd.DataFrame, item: pd.DataFrame | None = None, gr
     """All match features of a group ("embedding", "sid", or None = all) for aligned user/item rows."""
     item = user if item is None else item
     registry = MATCH_FEATURES if group is None else GROUPS[group]
-    out = pd.DataFrame(index=user.index)
-    for name, fn in registry.items():
-        out[name] = np.asarray(fn(user, item), dtype=np.float64)
-    return out
+    out = {}
+    token = _MEMO.set({})
+    try:
+        for name, fn in registry.items():
+            out[name] = np.asarray(fn(user, item), dtype=np.float64)
+    finally:
+        _MEMO.reset(token)
+    return pd.DataFrame(out, index=user.index)
 
 
 # The two functions below are the bodies of the Feast on-demand views. Feast 0.67 re-creates an on-demand view's

@@ -214,7 +214,7 @@ class FeatureRepo:
         return {"rows": rows, "total_rows": total, "seconds": secs, "rows_per_s": total / max(secs, 1e-9)}
 
     def historical(self, entity_df: pd.DataFrame, service_name: str = "ranking_match_sid_v1",
-                   chunk_rows: int = 20_000, engine: str = "feast") -> pd.DataFrame:
+                   chunk_rows: int = 20_000, engine: str = "feast", reduce_times: bool = True) -> pd.DataFrame:
         """Point-in-time features for entity_df[user_id, item_id, event_timestamp] (+ passthrough columns).
 
         Rows come back in the input order with the documented defaults and unknown_user/unknown_item flags.
@@ -226,6 +226,14 @@ class FeatureRepo:
         entity rows when one call joins several views: rows sharing (the join keys seen so far, timestamp) are
         collapsed (feast-dev/feast#6787: e.g. one user's candidates at one time), and a row whose entity has
         rows only after t (or older than ttl) is dropped. Single-entity calls on distinct keys are immune.
+
+        reduce_times (engine="feast"): the file store's cost grows with the number of distinct (key, timestamp)
+        entity rows, and every source but item_embedding is written on a daily 00:00 UTC grid, so most example
+        times can be moved back to their day's 00:00 without changing the as-of row. `_query_times` does that
+        per row, and only where it is provably exact (checked against the source's own timestamps at run time,
+        see there); the remaining rows keep their exact time. Feast's `get_historical_features` still performs
+        the point-in-time join on the reduced entity rows, whose results are merged back to every example.
+        reduce_times=False queries every distinct (key, example time) (tested equal).
 
         engine="asof" replaces the per-view Feast call by a pandas `merge_asof` over the same parquet source
         (same semantics: latest row with event_timestamp <= t and >= t - ttl; tested equal). Use it for large
@@ -260,10 +268,15 @@ class FeatureRepo:
             keys = out[[key, "event_timestamp"]].drop_duplicates().reset_index(drop=True)
             if engine == "asof":
                 got = self._asof(view, key, feats, keys)
+            elif reduce_times:
+                keys["__query_ts__"] = self._query_times(view, key, keys)
+                query = (keys[[key, "__query_ts__"]].drop_duplicates().rename(columns={"__query_ts__": "event_timestamp"})
+                         .reset_index(drop=True))
+                got = self._feast_view(view, key, feats, query).rename(columns={"event_timestamp": "__query_ts__"})
+                got = keys.merge(got, on=[key, "__query_ts__"], how="left", validate="many_to_one")
+                got = got.drop(columns="__query_ts__")
             else:
-                got = fs.get_historical_features(entity_df=keys, features=[f"{view}:{f}" for f in feats]).to_df()
-            got["event_timestamp"] = pd.to_datetime(got["event_timestamp"], utc=True).dt.as_unit("us")  # spark:
-            got = got[[key, "event_timestamp", *feats]].drop_duplicates([key, "event_timestamp"])  # tz-naive
+                got = self._feast_view(view, key, feats, keys)
             out = out.merge(got, on=[key, "event_timestamp"], how="left", validate="many_to_one")
 
         for odfv, names in odfvs:
@@ -280,6 +293,51 @@ class FeatureRepo:
         out = finalize(out, service_layout(fs, service_name))
         out.index = entity_df.index
         return out
+
+    def _feast_view(self, view: str, key: str, feats: list[str], keys: pd.DataFrame) -> pd.DataFrame:
+        """One view's `get_historical_features` on distinct (key, event_timestamp) rows; one row per pair."""
+        got = self.store.get_historical_features(entity_df=keys, features=[f"{view}:{f}" for f in feats]).to_df()
+        got["event_timestamp"] = pd.to_datetime(got["event_timestamp"], utc=True).dt.as_unit("us")  # spark:
+        return got[[key, "event_timestamp", *feats]].drop_duplicates([key, "event_timestamp"])  # tz-naive
+
+    def _query_times(self, view: str, key: str, keys: pd.DataFrame) -> pd.Series:
+        """An equivalent query time for each (key, t) of `keys`: one whose as-of row is provably the same.
+
+        With L(t) = the latest source timestamp of the key at or before t (NaT if none), Feast's answer at t is
+        the row at L(t) if L(t) >= t - ttl, else nothing. Query time q, per row:
+          - floor_day(t) when L(floor_day(t)) == L(t) (no source row of the key in (floor_day(t), t]) and the ttl
+            cannot tell them apart (L(t) is NaT or >= t - ttl): always the case for daily-snapshot sources;
+          - else L(t) itself when L(t) >= t - ttl (e.g. an item's embedding on its creation day: the row at L(t)
+            is the latest at or before L(t) and within the ttl at both times);
+          - else t (exact).
+        The decision reads only the source's key and timestamp columns, at run time, so it holds for any data.
+        """
+        src = pd.read_parquet(self.paths()[view], columns=[key, "event_timestamp"])
+        src[key] = src[key].astype(np.int64)
+        src["__src_ts__"] = pd.to_datetime(src["event_timestamp"], utc=True).dt.as_unit("us")
+        src = src[[key, "__src_ts__"]].drop_duplicates().sort_values("__src_ts__", kind="stable")
+        t = pd.to_datetime(keys["event_timestamp"], utc=True).dt.as_unit("us").reset_index(drop=True)
+        q = pd.DataFrame({key: keys[key].to_numpy(np.int64), "__t__": t, "__floor__": t.dt.floor("D"),
+                          "__row__": np.arange(len(keys))})
+
+        def latest(col: str) -> pd.Series:
+            left = q[[key, col, "__row__"]].sort_values(col, kind="stable")
+            m = pd.merge_asof(left, src, left_on=col, right_on="__src_ts__", by=key, direction="backward",
+                              allow_exact_matches=True)
+            return m.set_index("__row__")["__src_ts__"].reindex(q["__row__"]).reset_index(drop=True)
+
+        l_t, l_floor = latest("__t__"), latest("__floor__")
+        t_s, floor_s = q["__t__"], q["__floor__"]
+        ttl = self.store.get_feature_view(view).ttl
+        if ttl and ttl.total_seconds() != 0:
+            in_ttl = l_t.notna() & (l_t >= t_s - pd.Timedelta(ttl))
+        else:
+            in_ttl = l_t.notna()
+        same = (l_t.isna() & l_floor.isna()) | (l_t == l_floor)
+        use_floor = same & (l_t.isna() | in_ttl)
+        use_latest = ~use_floor & in_ttl
+        out = t_s.where(~use_floor, floor_s).where(~use_latest, l_t)
+        return pd.Series(out.to_numpy(), index=keys.index, name="__query_ts__").astype(t.dtype)
 
     def _asof(self, view: str, key: str, feats: list[str], keys: pd.DataFrame) -> pd.DataFrame:
         """Feast's point-in-time rule for one view, with pandas: latest row <= t within the view's ttl."""

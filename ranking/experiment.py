@@ -56,16 +56,25 @@ KEY_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "event_timestamp", "label"
 _PIP_REQUIREMENTS = [f"lightgbm=={lgb.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
 
 
+RANKERS = ("lgbm", "dlrm")
+
+
 @dataclass(frozen=True)
 class VariantSpec:
-    """One feature set: `features` in model order; `categorical` is the subset treated as categories."""
+    """One feature set: `features` in model order; `categorical` is the subset treated as categories.
+
+    ranker: "lgbm" (ranking.lgbm.LGBMRanker) or "dlrm" (ranking.dlrm.DLRMRanker, TorchRec).
+    """
 
     features: tuple[str, ...]
     categorical: tuple[str, ...] = ()
+    ranker: str = "lgbm"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
         object.__setattr__(self, "categorical", tuple(self.categorical))
+        if self.ranker not in RANKERS:
+            raise ValueError(f"unknown ranker '{self.ranker}'; choose one of {RANKERS}")
         extra = [c for c in self.categorical if c not in self.features]
         if extra:
             raise ValueError(f"categorical {extra} not in features {list(self.features)}")
@@ -180,8 +189,9 @@ def _param(v) -> str:
     return s if len(s) <= 6000 else s[:5990] + "...(cut)"
 
 
-def load_logged_ranker(model_uri: str, mlflow_uri: str) -> LGBMRanker:
-    """Reload a ranker logged by run_experiment: the booster via mlflow.lightgbm plus its saved metadata.
+def load_logged_ranker(model_uri: str, mlflow_uri: str):
+    """Reload a ranker logged by run_experiment: the booster via mlflow.lightgbm plus its saved metadata, or a
+    DLRM from its logged directory (``runs:/<id>/dlrm``).
 
     `model_uri` is ExperimentResult.model_uris[variant] (``models:/m-...``, also the run's ``model_uri`` tag),
     resolved against `mlflow_uri` (required: MLflow's default URI would create ./mlflow.db in the cwd).
@@ -189,6 +199,12 @@ def load_logged_ranker(model_uri: str, mlflow_uri: str) -> LGBMRanker:
     import mlflow.lightgbm
     from mlflow.models import get_model_info
 
+    if model_uri.startswith("runs:/") and model_uri.rstrip("/").endswith("/dlrm"):
+        from ranking.dlrm import DLRMRanker
+
+        with _tracking(mlflow_uri):
+            local = mlflow.artifacts.download_artifacts(model_uri)
+        return DLRMRanker.load(local)
     with _tracking(mlflow_uri):
         booster = mlflow.lightgbm.load_model(model_uri)
         meta = get_model_info(model_uri).metadata or {}
@@ -230,6 +246,7 @@ def run_experiment(
     extra_metrics_per_variant: Mapping[str, Mapping[str, float]] | None = None,
     *,
     config: LGBMConfig | None = None,
+    dlrm_config=None,
     baseline: str = "baseline",
     n_bootstrap: int = 200,
     seed: int = 0,
@@ -262,7 +279,7 @@ def run_experiment(
     preds: dict[str, np.ndarray] = {}
     rows: list[dict] = []
     for name, spec in variants.items():
-        ranker = LGBMRanker(config).fit(train_frame, spec.features, spec.categorical)
+        ranker = _make_ranker(spec, config, dlrm_config).fit(train_frame, list(spec.features), list(spec.categorical))
         p = ranker.predict(test_frame)
         models[name], preds[name] = ranker, p
         row: dict = {"variant": name, "n_features": len(spec.features)}
@@ -282,7 +299,8 @@ def run_experiment(
                                               seed=seed, alpha=alpha)
             row.update({key: d, f"{key}_lo": lo, f"{key}_hi": hi})
         info = models[name].fit_info
-        row.update(best_iteration=info["best_iteration"], n_train=info["n_train"], n_test=len(test_frame))
+        row.update(best_iteration=info.get("best_iteration", info.get("best_epoch")), n_train=info["n_train"],
+                   n_test=len(test_frame))
         row.update(extra.get(name, {}))
     table = pd.DataFrame(rows)
     predictions = test_frame[list(KEY_COLUMNS)].copy()
@@ -295,6 +313,24 @@ def run_experiment(
                        artifact_location, log_model, n_bootstrap, seed, train_frame, test_frame)
         result.table["run_id"] = result.table["variant"].map(result.run_ids)
     return result
+
+
+def _make_ranker(spec: VariantSpec, config: LGBMConfig, dlrm_config):
+    if spec.ranker == "dlrm":
+        from ranking.dlrm import DLRMRanker
+
+        return DLRMRanker(dlrm_config, seed=config.seed)
+    return LGBMRanker(config)
+
+
+def _importance_frame(ranker) -> pd.DataFrame:
+    """feature, gain (LightGBM gain; for DLRM the holdout AUC drop under permutation), split."""
+    imp = ranker.feature_importance()
+    if isinstance(imp, pd.DataFrame):
+        return imp
+    items = sorted((imp or {}).items(), key=lambda kv: -kv[1])
+    return pd.DataFrame({"feature": [k for k, _ in items], "gain": [float(v) for _, v in items],
+                         "split": np.nan})
 
 
 def _log_to_mlflow(result: ExperimentResult, variants: Mapping[str, VariantSpec], y: np.ndarray, mlflow_uri: str,
@@ -337,14 +373,16 @@ def _log_to_mlflow(result: ExperimentResult, variants: Mapping[str, VariantSpec]
                 with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True,
                                       tags={**tags, "variant": name, "role": "variant"}) as run:
                     result.run_ids[name] = run.info.run_id
-                    params = {**common_params, "variant": name, "features": list(spec.features),
+                    ranker_cfg = (config if spec.ranker == "lgbm" else ranker.cfg).model_dump()
+                    params = {**common_params, "variant": name, "ranker": spec.ranker,
+                              "features": list(spec.features),
                               "categorical": list(spec.categorical), "n_features": len(spec.features),
-                              **{f"lgbm.{k}": v for k, v in config.model_dump().items()},
+                              **{f"{spec.ranker}.{k}": v for k, v in ranker_cfg.items()},
                               **{f"fit.{k}": v for k, v in ranker.fit_info.items()}}
                     mlflow.log_params({k: _param(v) for k, v in params.items()})
                     metrics = {k: v for k, v in row.items() if k not in ("variant",)}
                     mlflow.log_metrics(_finite_metrics(metrics))
-                    imp = ranker.feature_importance()
+                    imp = _importance_frame(ranker)
                     imp.to_csv(vdir / "feature_importance.csv", index=False)
                     (vdir / "feature_importance.json").write_text(
                         json.dumps(dict(zip(imp["feature"], imp["gain"].astype(float))), indent=1))
@@ -353,11 +391,17 @@ def _log_to_mlflow(result: ExperimentResult, variants: Mapping[str, VariantSpec]
                     dec = plots.decile_table(y, result.predictions[name].to_numpy())
                     dec.to_csv(vdir / "deciles.csv", index=False)
                     plots.save(plots.decile_figure(dec, name), vdir / "deciles.png")
-                    (vdir / "ranker.json").write_text(ranker.metadata_json())
+                    if hasattr(ranker, "metadata_json"):
+                        (vdir / "ranker.json").write_text(ranker.metadata_json())
                     for f in sorted(vdir.iterdir()):
                         mlflow.log_artifact(str(f))
                     mlflow.log_artifact(str(roc_path))
-                    if log_model:
+                    if log_model and spec.ranker == "dlrm":
+                        ranker.save(tmp / f"{name}-dlrm")
+                        mlflow.log_artifacts(str(tmp / f"{name}-dlrm"), artifact_path="dlrm")
+                        result.model_uris[name] = f"runs:/{run.info.run_id}/dlrm"
+                        mlflow.set_tag("model_uri", result.model_uris[name])
+                    elif log_model:
                         # explicit requirements: inferring them spawns a subprocess that reloads the model (slow)
                         info = mlflow.lightgbm.log_model(ranker.booster, name="model", metadata=ranker.metadata(),
                                                          pip_requirements=_PIP_REQUIREMENTS)

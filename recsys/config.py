@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from embedding.cre import CREConfig
 from embedding.encoders.config import EncoderConfig
 from embedding.semantic_ids import SemanticIdConfig
 from embedding.train import EmbeddingTrainConfig
@@ -27,11 +28,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CRESection(CREConfig):
+    """Collaboration-aware recommendation enhancement (seq2item, then ID2item from the TorchRec teachers)."""
+
+    enabled: bool = True
+
+
 class EmbeddingSection(_Section):
-    """The omni-modal embedding model: contrastive content training, then (optionally) CRE."""
+    """The omni-modal embedding model: contrastive content training, then CRE."""
 
     train: EmbeddingTrainConfig = Field(default_factory=EmbeddingTrainConfig)
+    cre: CRESection = Field(default_factory=CRESection)
     semantic_ids: SemanticIdConfig = Field(default_factory=SemanticIdConfig)
+
+
+class TeachersSection(TeacherConfig):
+    """TorchRec ID two-tower and SASRec sequence teachers (train split only); needed by CRE."""
+
+    enabled: bool = True
 
 
 class FeaturesSection(_Section):
@@ -47,7 +61,8 @@ class RankingSection(_Section):
 
     lgbm: LGBMConfig = Field(default_factory=LGBMConfig)
     dlrm: DLRMConfig = Field(default_factory=DLRMConfig)
-    rankers: list[Literal["lgbm", "dlrm"]] = Field(default_factory=lambda: ["lgbm"])
+    rankers: list[Literal["lgbm", "dlrm"]] = Field(default_factory=lambda: ["lgbm", "dlrm"],
+                                                   description="dlrm adds TorchRec DLRM rows (baseline, match_sid)")
     max_train_rows: int | None = Field(None, ge=100, description="sample whole users down to about this many")
     max_test_rows: int | None = Field(None, ge=100)
     bootstrap: int = Field(200, ge=10, description="bootstrap resamples (users) for confidence intervals")
@@ -71,7 +86,26 @@ class RunConfig(_Section):
     world: WorldConfig = Field(default_factory=WorldConfig)
     encoders: EncoderConfig = Field(default_factory=EncoderConfig)
     embedding: EmbeddingSection = Field(default_factory=EmbeddingSection)
-    teachers: TeacherConfig = Field(default_factory=TeacherConfig)
+    teachers: TeachersSection = Field(default_factory=TeachersSection)
     features: FeaturesSection = Field(default_factory=FeaturesSection)
     ranking: RankingSection = Field(default_factory=RankingSection)
     simulation: SimulationSection = Field(default_factory=SimulationSection)
+
+    @model_validator(mode="after")
+    def _propagate_seed_and_device(self) -> "RunConfig":
+        """The run's seed and device reach every stage config that did not set its own."""
+
+        def visit(model: BaseModel) -> None:
+            for name in type(model).model_fields:
+                value = getattr(model, name)
+                if isinstance(value, BaseModel):
+                    visit(value)
+            if model is self:
+                return
+            if "seed" in type(model).model_fields and "seed" not in model.model_fields_set:
+                object.__setattr__(model, "seed", self.seed)
+            if "device" in type(model).model_fields and "device" not in model.model_fields_set:
+                object.__setattr__(model, "device", self.device)
+
+        visit(self)
+        return self

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,12 @@ from recsys.utils import seed_everything
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "encode", "embedding", "features", "ranking", "simulation")
+STAGES = ("data", "encode", "embedding", "teachers", "cre", "features", "ranking", "simulation")
+
+VARIANT_SERVICES = {"baseline": "ranking_baseline_v1", "match": "ranking_match_v1",
+                    "match_sid": "ranking_match_sid_v1"}
+"""Ranker variants are the versioned Feast FeatureServices: a feature added to a service flows into its variant."""
+ID_FEATURES = ("user_id", "item_id")
 
 
 @dataclass
@@ -101,28 +107,79 @@ def _text_encoder(ctx: RunContext) -> Callable[[list[str]], object]:
 
 def stage_embedding(ctx: RunContext) -> dict:
     """Contrastive content training (train split only), batch inference, semantic IDs, retrieval evaluation."""
-    from embedding.evaluate import VectorEmbedder, ModelEmbedder, run_evaluators
-    from embedding.infer import embed_items, write_item_embeddings
-    from embedding.model import OmniEmbeddingModel
-    from embedding.semantic_ids import ResidualKMeans
     from embedding.train import train_embedding
 
     cfg = ctx.cfg.embedding
     out = ctx.run_dir / "embedding"
     result = train_embedding(ctx.ds, ctx.encoded, cfg.train, out, ctx.cfg.device, encode_texts=_text_encoder(ctx))
-    model = OmniEmbeddingModel.from_pretrained(result.model_dir)
+    return {"model_dir": str(result.model_dir), "metrics": dict(result.metrics),
+            "train_steps_per_s": result.steps_per_sec, **_write_embeddings(ctx, result.model_dir, out, "content")}
+
+
+def _write_embeddings(ctx: RunContext, model_dir: Path, out: Path, tag: str) -> dict:
+    """Batch inference over every item (cold ones included: content alone), semantic IDs, the Feast source."""
+    from embedding.infer import embed_items, write_item_embeddings
+    from embedding.model import OmniEmbeddingModel
+    from embedding.semantic_ids import ResidualKMeans
+
+    model = OmniEmbeddingModel.from_pretrained(model_dir)
     t0 = time.perf_counter()
-    emb = embed_items(model, ctx.encoded, cfg.train.infer_batch_size, ctx.cfg.device)
+    emb = embed_items(model, ctx.encoded, ctx.cfg.embedding.train.infer_batch_size, ctx.cfg.device)
     infer_items_per_s = len(emb) / max(time.perf_counter() - t0, 1e-9)
-    sid_model = ResidualKMeans.from_config(cfg.semantic_ids).fit(emb)
+    sid_model = ResidualKMeans.from_config(ctx.cfg.embedding.semantic_ids).fit(emb)
     sid_model.save(out / "semantic_ids.npz")
-    sids = sid_model.encode(emb)
-    version = f"omni-{ctx.ds.manifest.content_hash[:8]}-{int(time.time())}"
-    path = write_item_embeddings(ctx.ds, ctx.encoded.item_ids, emb, sids, version, out / "item_embeddings.parquet")
-    metrics = dict(result.metrics)
-    return {"model_dir": str(result.model_dir), "item_embeddings": str(path), "model_version": version,
-            "metrics": metrics, "train_steps_per_s": result.steps_per_sec, "infer_items_per_s": infer_items_per_s,
+    version = f"omni-{tag}-{ctx.ds.manifest.content_hash[:8]}"
+    path = write_item_embeddings(ctx.ds, ctx.encoded.item_ids, emb, sid_model.encode(emb), version,
+                                 out / "item_embeddings.parquet")
+    return {"item_embeddings": str(path), "model_version": version, "infer_items_per_s": infer_items_per_s,
             "semantic_ids": sid_model.stats(emb)}
+
+
+def stage_teachers(ctx: RunContext) -> dict:
+    """TorchRec ID two-tower and SASRec teachers on train-split positives (DistributedModelParallel)."""
+    tc = ctx.cfg.teachers
+    if not tc.enabled:
+        return {"skipped": "teachers.enabled is false"}
+    from recsys.teachers import train_id_teacher, train_sequence_teacher
+    from recsys.teachers.config import TeacherConfig
+
+    cfg = TeacherConfig(**tc.model_dump(exclude={"enabled"}))
+    out = ctx.run_dir / "teachers"
+    id_t = train_id_teacher(ctx.ds, cfg, out)
+    seq_t = train_sequence_teacher(ctx.ds, cfg, out, id_teacher=id_t)
+    return {"item_embeddings": {"id": str(id_t.out_dir / "item_embeddings.parquet"),
+                                "sequence": str(seq_t.out_dir / "item_embeddings.parquet")},
+            "metrics": {**id_t.metrics, **seq_t.metrics},
+            "examples_per_sec": {"id": id_t.examples_per_sec, "sequence": seq_t.examples_per_sec}}
+
+
+def stage_cre(ctx: RunContext) -> dict:
+    """CRE: seq2item then ID2item distillation from the teachers, on top of the content model; metrics before
+    and after (seq2item recall, i2i behaviour vs content pairs, NMI, teacher agreement, bijective alignment)."""
+    cc = ctx.cfg.embedding.cre
+    teachers = ctx.outputs.get("teachers", {}).get("item_embeddings")
+    if not cc.enabled or not teachers:
+        return {"skipped": "embedding.cre.enabled is false or no teachers"}
+    from embedding.cre import CREConfig, run_cre
+
+    tables = {name: pd.read_parquet(path) for name, path in teachers.items()}
+    cfg = CREConfig(**cc.model_dump(exclude={"enabled"}))
+    out = ctx.run_dir / "cre"
+    result = run_cre(ctx.ds, ctx.encoded, ctx.outputs["embedding"]["model_dir"], tables, cfg, out, ctx.cfg.device)
+    return {"model_dir": str(result.model_dir), "metrics": dict(result.metrics),
+            "steps_per_sec": result.steps_per_sec, **_write_embeddings(ctx, result.model_dir, out, "cre")}
+
+
+def embedding_sets(ctx: RunContext) -> dict[str, dict]:
+    """name -> {item_embeddings, base_dir, suffix}. The primary set (CRE when it ran, else content) lives in the
+    run directory's own feature repo; with CRE, the content-only set gets a second repo for the comparison."""
+    cre = ctx.outputs.get("cre", {})
+    if cre.get("item_embeddings"):
+        return {"cre": {"item_embeddings": cre["item_embeddings"], "base_dir": ctx.run_dir, "suffix": ""},
+                "content": {"item_embeddings": ctx.outputs["embedding"]["item_embeddings"],
+                            "base_dir": ctx.run_dir / "content_only", "suffix": "_content"}}
+    return {"content": {"item_embeddings": ctx.outputs["embedding"]["item_embeddings"], "base_dir": ctx.run_dir,
+                        "suffix": ""}}
 
 
 def _snapshot_range(ds: Dataset) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -135,34 +192,82 @@ def stage_features(ctx: RunContext) -> dict:
     from features.definitions import FeatureConfig
     from features.repo import FeatureRepo, build_feature_tables
 
-    emb_path = Path(ctx.outputs["embedding"]["item_embeddings"])
-    item_emb = pd.read_parquet(emb_path)
     start, end = _snapshot_range(ctx.ds)
-    t0 = time.perf_counter()
-    tables = build_feature_tables(ctx.ds, item_emb, start, end, ctx.cfg.features.interests, ctx.cfg.features.stats)
-    build_s = time.perf_counter() - t0
-    dim = len(item_emb["embedding"].iloc[0])
-    repo = FeatureRepo(ctx.run_dir, FeatureConfig(embedding_dim=dim, offline_store=ctx.cfg.features.offline_store))
-    repo.write(tables)
-    repo.apply()
-    mat = repo.materialize(end)
-    return {"rows": {k: len(v) for k, v in tables.items()}, "build_seconds": build_s, "materialize": mat,
-            "snapshot_start": start.isoformat(), "snapshot_end": end.isoformat()}
+    out = {"snapshot_start": start.isoformat(), "snapshot_end": end.isoformat(), "sets": {}}
+    for name, spec in embedding_sets(ctx).items():
+        item_emb = pd.read_parquet(spec["item_embeddings"])
+        t0 = time.perf_counter()
+        tables = build_feature_tables(ctx.ds, item_emb, start, end, ctx.cfg.features.interests,
+                                      ctx.cfg.features.stats)
+        build_s = time.perf_counter() - t0
+        dim = len(item_emb["embedding"].iloc[0])
+        repo = FeatureRepo(spec["base_dir"], FeatureConfig(embedding_dim=dim,
+                                                           offline_store=ctx.cfg.features.offline_store))
+        repo.write(tables)
+        repo.apply()
+        out["sets"][name] = {"rows": {k: len(v) for k, v in tables.items()}, "build_seconds": build_s,
+                             "materialize": repo.materialize(end), "repo": str(repo.run_dir)}
+    return out
 
 
-def _frames(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _service_features(store) -> dict[str, list[str]]:
+    from features.serving import service_layout
+
+    return {variant: service_layout(store, svc)["order"] for variant, svc in VARIANT_SERVICES.items()}
+
+
+def _set_columns(features: dict[str, list[str]], suffix: str) -> dict[str, str]:
+    """Embedding-derived columns of a secondary set get a suffix so sets can share one frame."""
+    base = set(features["baseline"])
+    return {c: c + suffix for c in features["match_sid"] if c not in base and suffix}
+
+
+def build_variants(ctx: RunContext, features_by_set: dict[str, dict[str, list[str]]]) -> dict:
+    """Ranker variants from the FeatureServices of each embedding set (+ DLRM rows when configured)."""
+    from ranking.experiment import VariantSpec
+
+    sets = embedding_sets(ctx)
+    variants: dict = {}
+    for set_name, spec in sets.items():
+        feats = features_by_set[set_name]
+        rename = _set_columns(feats, spec["suffix"])
+        for variant in ("baseline", "match", "match_sid"):
+            if variant == "baseline" and spec["suffix"]:
+                continue
+            cols = [rename.get(c, c) for c in feats[variant]]
+            cat = [*ID_FEATURES, *[rename.get(c, c) for c in feats[variant] if re.fullmatch(r"sid_\d+", c)]]
+            variants[variant + spec["suffix"]] = VariantSpec((*ID_FEATURES, *cols), tuple(cat))
+    if "dlrm" in ctx.cfg.ranking.rankers:
+        for v in ("baseline", "match_sid"):
+            base = variants[v]
+            variants[f"dlrm_{v}"] = VariantSpec(base.features, base.categorical, ranker="dlrm")
+    if "lgbm" not in ctx.cfg.ranking.rankers:
+        variants = {k: v for k, v in variants.items() if v.ranker != "lgbm"}
+    return variants
+
+
+def _frames(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Point-in-time frames for valid (training) and test examples, one Feast retrieval per embedding set."""
     from features.repo import FeatureRepo
     from ranking.examples import labelled_examples
 
     rc = ctx.cfg.ranking
-    repo = FeatureRepo(ctx.run_dir)
-    train = labelled_examples(ctx.ds, "valid", max_rows=rc.max_train_rows, seed=ctx.cfg.seed)
-    test = labelled_examples(ctx.ds, "test", max_rows=rc.max_test_rows, seed=ctx.cfg.seed)
-    frames = []
-    for ex in (train, test):
-        f = repo.historical(ex, "ranking_match_sid_v1", engine=rc.retrieval_engine)
-        frames.append(f)
-    return frames[0], frames[1]
+    examples = [labelled_examples(ctx.ds, "valid", max_rows=rc.max_train_rows, seed=ctx.cfg.seed),
+                labelled_examples(ctx.ds, "test", max_rows=rc.max_test_rows, seed=ctx.cfg.seed)]
+    frames, features_by_set = [ex.copy() for ex in examples], {}
+    for set_name, spec in embedding_sets(ctx).items():
+        repo = FeatureRepo(spec["base_dir"])
+        feats = _service_features(repo.store)
+        features_by_set[set_name] = feats
+        rename = _set_columns(feats, spec["suffix"])
+        for i, ex in enumerate(examples):
+            got = repo.historical(ex, "ranking_match_sid_v1", engine=rc.retrieval_engine)
+            cols = [c for c in feats["match_sid"] if c not in frames[i].columns or c in rename]
+            for c in cols:
+                frames[i][rename.get(c, c)] = got[c].to_numpy()
+            for flag in ("unknown_user", "unknown_item"):
+                frames[i][f"{flag}{spec['suffix']}"] = got[flag].to_numpy()
+    return frames[0], frames[1], features_by_set
 
 
 def stage_ranking(ctx: RunContext) -> dict:
@@ -173,16 +278,19 @@ def stage_ranking(ctx: RunContext) -> dict:
 
     rc = ctx.cfg.ranking
     t0 = time.perf_counter()
-    train, test = _frames(ctx)
+    train, test, features_by_set = _frames(ctx)
     frames_s = time.perf_counter() - t0
+    variants = build_variants(ctx, features_by_set)
     (ctx.run_dir / "ranking").mkdir(parents=True, exist_ok=True)
     train.to_parquet(ctx.run_dir / "ranking" / "train_frame.parquet")
     test.to_parquet(ctx.run_dir / "ranking" / "test_frame.parquet")
-    emb_metrics = ctx.outputs["embedding"]["metrics"]
-    result = run_experiment(train, test, mlflow_uri=ctx.mlflow_uri, experiment_name=ctx.experiment_name,
+    emb_metrics = {**ctx.outputs["embedding"]["metrics"],
+                   **{f"cre.{k}": v for k, v in ctx.outputs.get("cre", {}).get("metrics", {}).items()},
+                   **{f"teachers.{k}": v for k, v in ctx.outputs.get("teachers", {}).get("metrics", {}).items()}}
+    result = run_experiment(train, test, variants, mlflow_uri=ctx.mlflow_uri, experiment_name=ctx.experiment_name,
                             run_tags={"dataset": ctx.ds.manifest.name, "content_hash": ctx.ds.manifest.content_hash},
-                            config=rc.lgbm.model_copy(update={"seed": ctx.cfg.seed}), n_bootstrap=rc.bootstrap,
-                            seed=ctx.cfg.seed)
+                            config=rc.lgbm.model_copy(update={"seed": ctx.cfg.seed}), dlrm_config=rc.dlrm,
+                            n_bootstrap=rc.bootstrap, seed=ctx.cfg.seed)
     mlflow.set_tracking_uri(ctx.mlflow_uri)
     with mlflow.start_run(run_id=result.parent_run_id):
         mlflow.log_metrics({f"embedding.{k.replace('@', '_at_')}": float(v) for k, v in emb_metrics.items()
@@ -190,6 +298,9 @@ def stage_ranking(ctx: RunContext) -> dict:
     table = result.table
     table.to_csv(ctx.run_dir / "ranking" / "comparison.csv", index=False)
     return {"table": table.to_dict(orient="records"), "run_ids": result.run_ids, "model_uris": result.model_uris,
+            "variants": {k: {"features": list(v.features), "categorical": list(v.categorical), "ranker": v.ranker}
+                         for k, v in variants.items()},
+            "features_by_set": features_by_set,
             "parent_run_id": result.parent_run_id, "n_train": len(train), "n_test": len(test),
             "frames_seconds": frames_s, "frames_rows_per_s": (len(train) + len(test)) / max(frames_s, 1e-9)}
 
@@ -208,18 +319,31 @@ def stage_simulation(ctx: RunContext) -> dict:
     if not sc.enabled or not (ctx.ds.root / "world").is_dir():
         return {"skipped": "no behaviour law for this dataset (lifetime needs the synthetic world)"}
     world = load_world(ctx.ds.root)
-    repo = FeatureRepo(ctx.run_dir)
-    layout = service_layout(repo.store, "ranking_match_sid_v1")
-    item_emb = pd.read_parquet(ctx.outputs["embedding"]["item_embeddings"])
-    builder = InMemoryFeatures(item_emb, ctx.ds.positive, layout, ctx.cfg.features.interests, ctx.cfg.features.stats)
-
-    def feature_fn(day, user_ids, candidates, history):
-        return builder.frame(world.timestamp(day).floor("D"), user_ids, candidates, history)
-
     rk = ctx.outputs["ranking"]
+    builders = {}
+    for set_name, spec in embedding_sets(ctx).items():
+        layout = service_layout(FeatureRepo(spec["base_dir"]).store, "ranking_match_sid_v1")
+        item_emb = pd.read_parquet(spec["item_embeddings"])
+        builders[set_name] = (InMemoryFeatures(item_emb, ctx.ds.positive, layout, ctx.cfg.features.interests,
+                                               ctx.cfg.features.stats),
+                              _set_columns(rk["features_by_set"][set_name], spec["suffix"]))
+
+    def feature_fn_for(set_name: str):
+        builder, rename = builders[set_name]
+
+        def feature_fn(day, user_ids, candidates, history):
+            frame = builder.frame(world.timestamp(day).floor("D"), user_ids, candidates, history)
+            return frame.rename(columns=rename)
+
+        return feature_fn
+
+    sets = embedding_sets(ctx)
     policies = {"random": RandomPolicy(seed=ctx.cfg.seed), "popularity": PopularityPolicy()}
     for variant, uri in rk["model_uris"].items():
-        policies[variant] = RankerPolicy(load_logged_ranker(uri, ctx.mlflow_uri), feature_fn, name=variant)
+        set_name = next((n for n, sp in sets.items() if sp["suffix"] and variant.endswith(sp["suffix"])),
+                        next(n for n, sp in sets.items() if not sp["suffix"]))
+        policies[variant] = RankerPolicy(load_logged_ranker(uri, ctx.mlflow_uri), feature_fn_for(set_name),
+                                         name=variant)
     sim_cfg = SimulationConfig(**sc.model_dump(exclude={"enabled"}))
     summary = simulate_lifetime(world, policies, sim_cfg, history=ctx.ds.interactions, baseline="baseline")
     summary.to_csv(ctx.run_dir / "ranking" / "lifetime.csv")
@@ -228,7 +352,8 @@ def stage_simulation(ctx: RunContext) -> dict:
 
 
 STAGE_FUNCS: dict[str, Callable[[RunContext], dict]] = {
-    "data": stage_data, "encode": stage_encode, "embedding": stage_embedding, "features": stage_features,
+    "data": stage_data, "encode": stage_encode, "embedding": stage_embedding, "teachers": stage_teachers,
+    "cre": stage_cre, "features": stage_features,
     "ranking": stage_ranking, "simulation": stage_simulation,
 }
 ALWAYS_RUN = {"data", "encode"}  # cheap when done (dataset reused, encoder cache hit) and needed in memory
