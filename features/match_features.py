@@ -46,10 +46,6 @@ ITEM_INPUTS = ("embedding",) + tuple(f"sid_{lvl}" for lvl in range(SID_LEVELS))
 
 MatchFn = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
 
-_MEMO: ContextVar[dict | None] = ContextVar("match_features_memo", default=None)
-"""Per-call cache of stacked input columns, active only inside compute_match_frame (the arrays it holds are
-never written to: every feature derives new arrays from them)."""
-
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _is_missing(v) -> bool:
@@ -65,25 +61,48 @@ def stack(column: pd.Series, width: int | None = None, dtype=np.float32, fill=0)
 
     Values are cast to float32 first (they are stored as float32), so the online path (python lists of floats)
     and the offline path (numpy arrays from parquet) give bit-identical inputs.
-    Inside `compute_match_frame` a column is stacked once and shared by every feature that reads it.
     """
+    out, present, inv = _distinct_rows(column, width, dtype, fill)
+    return out[inv], present[inv]
+
+
+# Speed (results are unchanged): the per-row work above runs once per DISTINCT value object. A frame of
+# users x candidates (features.inmemory, or a merge) holds the same array object in every row of one user (item),
+# so a column is converted once per user, not once per row; row-wise steps (stacking, `_unit`) are done on the
+# distinct rows and gathered back, which gives the same bits as doing them row by row. Inside
+# `compute_match_frame` these intermediate arrays are also shared by the features that read the same column.
+_MEMO: ContextVar[dict | None] = ContextVar("match_features_memo", default=None)
+
+
+def _memoized(key: tuple, keep: tuple, build: Callable):
+    """build() once per key within one compute_match_frame call (outside it: always build)."""
     memo = _MEMO.get()
     if memo is None:
-        return _stack(column, width, dtype, fill)
-    key = ("stack", _identity(column), width, np.dtype(dtype).str, fill)
+        return build()
     if key not in memo:
-        memo[key] = (column, _stack(column, width, dtype, fill))  # holds the column: its memory stays unique
+        memo[key] = (keep, build())  # keeps the columns alive: the memory addresses in `key` stay theirs
     return memo[key][1]
 
 
 def _identity(column: pd.Series) -> tuple:
-    """The memory a column's values live in (equal for the same column read twice from one frame)."""
+    """The memory a column's values live in (the same for one column read twice from one frame)."""
     a = np.asarray(column.to_numpy())
     return a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str
 
 
-def _stack(column: pd.Series, width: int | None, dtype, fill) -> tuple[np.ndarray, np.ndarray]:
-    values = list(column)
+def _distinct_rows(column: pd.Series, width: int | None, dtype, fill) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """stack() of the column's distinct value objects: ([n, width], present[n], inverse[rows])."""
+    def build():
+        values = list(column)
+        ids = np.fromiter(map(id, values), dtype=np.uint64, count=len(values))
+        _, first, inv = np.unique(ids, return_index=True, return_inverse=True)
+        out, present = _stack([values[i] for i in first], width, dtype, fill)
+        return out, present, inv.reshape(-1)
+
+    return _memoized(("rows", _identity(column), width, np.dtype(dtype).str, fill), (column,), build)
+
+
+def _stack(values: list, width: int | None, dtype, fill) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.array([-1 if _is_missing(v) else len(v) for v in values], dtype=np.int64)
     present = lengths > 0
     if width is None:
@@ -113,38 +132,47 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
+def _unit_rows(column: pd.Series, width: int | None = None, cols: int | None = None,
+               shape: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(_unit(stacked[:, :cols].reshape(rows, *shape)), present) of a float column, per distinct row."""
+    def build():
+        out, present, inv = _distinct_rows(column, width, np.float32, 0)
+        if cols is not None:
+            out = out[:, :cols]
+        if shape is not None:
+            out = out.reshape(len(out), *shape)
+        return _unit(out)[inv], present[inv]
+
+    return _memoized(("unit", _identity(column), width, cols, shape), (column,), build)
+
+
 def _candidate(item: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    column = item["embedding"]
-    memo = _MEMO.get()
-    if memo is None:
-        emb, present = stack(column)
-        return _unit(emb), present
-    key = ("candidate", _identity(column))
-    if key not in memo:
-        emb, present = stack(column)
-        memo[key] = (column, (_unit(emb), present))
-    return memo[key][1]
+    return _unit_rows(item["embedding"])
 
 
 def _cosine_to(user: pd.DataFrame, item: pd.DataFrame, column: str) -> np.ndarray:
     cand, cand_ok = _candidate(item)
-    vec, vec_ok = stack(user[column], width=cand.shape[1])
-    out = np.einsum("rd,rd->r", _unit(vec), cand)
+    vec, vec_ok = _unit_rows(user[column], width=cand.shape[1])
+    out = np.einsum("rd,rd->r", vec, cand)
     out[~(cand_ok & vec_ok)] = np.nan
     return out
 
 
 def _centroid_cosines(user: pd.DataFrame, item: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """[rows, K] cosines to each centroid, [rows, K] weights (0 = padding), rows valid."""
-    cand, cand_ok = _candidate(item)
-    d = cand.shape[1]
-    w, w_ok = stack(user["centroid_weights"], dtype=np.float64)
-    k = w.shape[1]
-    cents, c_ok = stack(user["centroids"], width=k * d)
-    cents = _unit(cents.reshape(len(cents), k, d))
-    cos = np.einsum("rkd,rd->rk", cents, cand)
-    valid = cand_ok & w_ok & c_ok & (w.sum(axis=1) > 0) if k else np.zeros(len(cand), bool)
-    return cos, w, valid
+    cols = (user["centroids"], user["centroid_weights"], item["embedding"])
+
+    def build():
+        cand, cand_ok = _candidate(item)
+        d = cand.shape[1]
+        w, w_ok = stack(user["centroid_weights"], dtype=np.float64)
+        k = w.shape[1]
+        cents, c_ok = _unit_rows(user["centroids"], width=k * d, shape=(k, d))
+        cos = np.einsum("rkd,rd->rk", cents, cand)
+        valid = cand_ok & w_ok & c_ok & (w.sum(axis=1) > 0) if k else np.zeros(len(cand), bool)
+        return cos, w, valid
+
+    return _memoized(("centroid_cosines", *map(_identity, cols)), cols, build)
 
 
 def _sid_prefix_match(user_sids: np.ndarray, n_per_row: int, item: pd.DataFrame, level: int,
@@ -200,11 +228,10 @@ def hist_sim_count(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
     """Number of the user's recent positive items with prefix cosine > SIM_THRESHOLD to the candidate."""
     items, _ = stack(user["recent_items"], dtype=np.int64, fill=-1)
     n = items.shape[1]
-    pref, ok = stack(user["recent_prefix"])
-    p = pref.shape[1] // n if n else PREFIX_DIM  # prefix length P as mined (InterestConfig.prefix_dim)
-    pref = _unit(pref[:, : n * p].reshape(len(pref), n, p))
-    cand, cand_ok = stack(item["embedding"])
-    cand = _unit(cand[:, :p])
+    raw, _, _ = _distinct_rows(user["recent_prefix"], None, np.float32, 0)
+    p = raw.shape[1] // n if n else PREFIX_DIM  # prefix length P as mined (InterestConfig.prefix_dim)
+    pref, ok = _unit_rows(user["recent_prefix"], cols=n * p, shape=(n, p))
+    cand, cand_ok = _unit_rows(item["embedding"], cols=p)
     if cand.shape[1] < p:  # every candidate unknown
         cand = np.zeros((len(cand), p))
     sims = np.einsum("rnd,rd->rn", pref, cand)

@@ -95,6 +95,56 @@ def data_summary(path: Path = typer.Argument(..., help="A prepared dataset direc
     _print_mapping(f"dataset {path}", load_dataset(path).summary())
 
 
+@features_app.command("apply")
+@_friendly_errors
+def features_apply(run_dir: Path = RunDirOpt):
+    """Register the run's Feast definitions (entities, feature views, on-demand match features, services)."""
+    from features.materialize import apply_repo
+
+    repo = apply_repo(run_dir)
+    console.print(f"applied feature repository {repo.run_dir / 'feature_repo'}")
+
+
+@features_app.command("materialize")
+@_friendly_errors
+def features_materialize(run_dir: Path = RunDirOpt,
+                         end: Optional[str] = typer.Option(None, help="Materialize up to this UTC time "
+                                                           "(default: the end of the run's snapshots).")):
+    """Incrementally load feature values into the online store (idempotent: a second run writes nothing new)."""
+    import json
+
+    import pandas as pd
+
+    from features.materialize import materialize_repo
+
+    if end is None:
+        marker = run_dir / "stages" / "features.json"
+        if not marker.is_file():
+            raise typer.BadParameter(f"no finished features stage in {run_dir}; pass --end")
+        end = json.loads(marker.read_text())["snapshot_end"]
+    stats = materialize_repo(run_dir, pd.Timestamp(end))
+    _print_mapping("materialize", {"rows": stats["total_rows"], "seconds": f"{stats['seconds']:.1f}",
+                                   "rows/s": f"{stats['rows_per_s']:.0f}", **stats["rows"]})
+
+
+@features_app.command("serve")
+@_friendly_errors
+def features_serve(user: int = typer.Option(..., help="user_id"),
+                   candidates: str = typer.Option(..., help="Comma-separated candidate item ids."),
+                   run_dir: Path = RunDirOpt,
+                   service: str = typer.Option("ranking_match_sid_v1", help="Feast FeatureService name.")):
+    """Print the ranking-ready frame for one user and candidates from the online store (unknown ids get
+    documented defaults and unknown_user/unknown_item flags)."""
+    from features.repo import FeatureRepo
+    from features.serving import rank_frame
+
+    ids = [int(c) for c in candidates.split(",") if c.strip()]
+    frame = rank_frame(FeatureRepo(run_dir), user, ids, service)
+    view = frame.set_index("item_id").drop(columns="user_id").T
+    console.print(f"user {user}: one column per candidate item")
+    console.print(view.to_string(), highlight=False)
+
+
 @app.command("run")
 @_friendly_errors
 def run(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = SetOpt, run_dir: Path = RunDirOpt,

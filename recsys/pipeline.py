@@ -163,7 +163,8 @@ def stage_cre(ctx: RunContext) -> dict:
     from embedding.cre import CREConfig, run_cre
 
     tables = {name: pd.read_parquet(path) for name, path in teachers.items()}
-    cfg = CREConfig(**cc.model_dump(exclude={"enabled"}))
+    # the content stage's pair config: the auxiliary i2i loss and its evaluation share its held-out items
+    cfg = CREConfig(**{**cc.model_dump(exclude={"enabled"}), "pairs": ctx.cfg.embedding.train.pairs.model_dump()})
     out = ctx.run_dir / "cre"
     result = run_cre(ctx.ds, ctx.encoded, ctx.outputs["embedding"]["model_dir"], tables, cfg, out, ctx.cfg.device)
     return {"model_dir": str(result.model_dir), "metrics": dict(result.metrics),

@@ -61,6 +61,35 @@ def entity_stats(interactions: pd.DataFrame, positive: pd.Series, snapshot_times
     return out.sort_values(["event_timestamp", key], kind="stable").reset_index(drop=True)
 
 
+def entity_stats_at(interactions: pd.DataFrame, positive, snapshot, key: str, prefix: str,
+                    cfg: StatsConfig | None = None) -> pd.DataFrame:
+    """entity_stats(interactions, positive, [snapshot], key, prefix, cfg) for ONE snapshot: the same rows, values
+    and dtypes (every event strictly before the snapshot counts), with counting by bincount instead of a
+    groupby over (key, snapshot) - what a simulated day needs (features.inmemory)."""
+    cfg = cfg or StatsConfig()
+    snaps = _snapshots([snapshot])
+    t = pd.to_datetime(interactions["timestamp"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+    keep = t < snaps.asi8[0]  # entity_stats: searchsorted(snaps, t, side="right") < len(snaps)
+    keys = interactions[key].to_numpy(np.int64)[keep]
+    pos = np.asarray(positive, dtype=bool)[keep]
+    cols = [key, "event_timestamp", f"{prefix}_impressions", f"{prefix}_positives", f"{prefix}_positive_rate"]
+    if not len(keys):
+        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(
+            cols, ["int64", "datetime64[us, UTC]", "int64", "int64", "float32"])})
+    uniq, inv = np.unique(keys, return_inverse=True)
+    imp = np.bincount(inv, minlength=len(uniq)).astype(np.int64)
+    npos = np.bincount(inv[pos], minlength=len(uniq)).astype(np.int64)
+    prior = (np.int64(pos.sum()) + 1.0) / (np.int64(len(keys)) + 2.0)
+    m = cfg.prior_strength
+    return pd.DataFrame({
+        key: uniq,
+        "event_timestamp": snaps[np.zeros(len(uniq), np.int64)],
+        f"{prefix}_impressions": imp,
+        f"{prefix}_positives": npos,
+        f"{prefix}_positive_rate": ((npos + m * prior) / (imp + m)).astype(np.float32),
+    })
+
+
 def item_stats(interactions: pd.DataFrame, positive: pd.Series, snapshot_times,
                cfg: StatsConfig | None = None) -> pd.DataFrame:
     """item_id, event_timestamp, item_impressions, item_positives, item_positive_rate."""
