@@ -79,6 +79,12 @@ class OmniEmbeddingConfig(BaseModel):
                                        description="trained prefixes below embed_dim (SAIL: 768 and 128 of 1536)")
     # training-time input noise
     field_drop_prob: float = Field(0.15, ge=0, lt=1, description="per-field text dropout in training")
+    # initialisation (our choice; SAIL starts from a pretrained LLM)
+    text_residual: bool = Field(True, description="add S @ normalize(mean of the raw text tokens) to the output, "
+                                                  "S: text_dim -> embed_dim initialised orthogonally")
+    image_residual: bool = Field(False, description="same for the mean image patch feature of items WITHOUT text")
+    head_init_std: float = Field(0.02, ge=0, description="init std of the fusion projection (near 0 with the "
+                                                         "residual: training starts from the text baseline)")
     # task instructions: one learned token per (task, role)
     tasks: list[str] = Field(default_factory=lambda: ["i2i", "q2i", "label", "seq2item"])
 
@@ -205,6 +211,14 @@ class OmniEmbeddingModel(nn.Module):
         self.fusion = nn.TransformerEncoder(layer, c.layers, norm=nn.LayerNorm(H), enable_nested_tensor=False)
         self.head = nn.Linear(H, c.embed_dim)
         self.apply(self._init_weights)
+        nn.init.normal_(self.head.weight, std=c.head_init_std)
+        # residual input paths (our initialisation choice, see the module docstring)
+        self.text_skip = nn.Linear(c.text_dim, c.embed_dim, bias=False) if c.text_residual else None
+        self.image_skip = (nn.Linear(c.image_dim, c.embed_dim, bias=False)
+                           if c.image_residual and c.image_dim else None)
+        for skip in (self.text_skip, self.image_skip):
+            if skip is not None:
+                nn.init.orthogonal_(skip.weight)  # orthonormal rows/columns: preserves cosines (JL)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -235,6 +249,11 @@ class OmniEmbeddingModel(nn.Module):
 
     def tokens(self, batch: dict[str, Tensor], role: str, task: str) -> tuple[Tensor, Tensor]:
         """Build the token sequence -> (x [B, T, H], valid [B, T] bool)."""
+        x, valid, _ = self._tokens(batch, role, task)
+        return x, valid
+
+    def _tokens(self, batch: dict[str, Tensor], role: str, task: str) -> tuple[Tensor, Tensor, Tensor]:
+        """-> (x, valid, text mask [B, Lt] after field dropout)."""
         c = self.config
         text, field = batch["text_tokens"], batch["text_field"]
         B, device = text.shape[0], text.device
@@ -280,25 +299,55 @@ class OmniEmbeddingModel(nn.Module):
         masks.append(tmask)
         parts += pre_tokens
         masks += pre_masks
-        return torch.cat(parts, 1), torch.cat(masks, 1)
+        return torch.cat(parts, 1), torch.cat(masks, 1), tmask
+
+    def residual(self, batch: dict[str, Tensor], tmask: Tensor) -> Tensor | None:
+        """S_t @ unit(mean of the item's raw text tokens), or, for an item without text and with image_residual,
+        S_v @ unit(mean of its patch features). None without residual paths."""
+        if self.text_skip is None and self.image_skip is None:
+            return None
+        out = None
+        has_text = tmask.any(1)
+        if self.text_skip is not None:
+            w = tmask.to(batch["text_tokens"].dtype)[..., None]
+            mean = (batch["text_tokens"] * w).sum(1) / w.sum(1).clamp(min=1.0)  # (B, Dt), 0 without text
+            out = self.text_skip(F.normalize(mean, dim=-1))
+        if self.image_skip is not None and "image" in batch:
+            fm = batch["image_mask"].to(batch["image"].dtype)  # (B, F)
+            mean = (batch["image"] * fm[..., None, None]).sum((1, 2)) / (fm.sum(1) * batch["image"].shape[2]
+                                                                          ).clamp(min=1.0)[:, None]
+            img = self.image_skip(F.normalize(mean, dim=-1)) * (~has_text)[:, None].to(mean.dtype)
+            out = img if out is None else out + img
+        return out
 
     # ---- forward ------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor], role: str = "target", task: str = "i2i") -> EmbeddingOutput:
-        x, valid = self.tokens(batch, role, task)  # (B, T, H), (B, T)
+        x, valid, tmask = self._tokens(batch, role, task)  # (B, T, H), (B, T), (B, Lt)
         h = self.fusion(x, src_key_padding_mask=~valid)  # bidirectional attention over valid tokens
         w = valid.to(h.dtype)[..., None]  # (B, T, 1)
         pooled = (torch.tanh(h) * w).sum(1) / w.sum(1)  # mean_pool(tanh(h)) -> (B, H); task token always valid
         raw = self.head(pooled)  # (B, D)
+        skip = self.residual(batch, tmask)
+        if skip is not None:
+            raw = raw + skip
         return EmbeddingOutput(embedding=F.normalize(raw, dim=-1), raw=raw, pooled=pooled, token_mask=valid)
 
     def configure_optimizer(self, lr: float, weight_decay: float, extra_params: list[nn.Parameter] = (),
-                            betas: tuple[float, float] = (0.9, 0.98)) -> torch.optim.AdamW:
-        """AdamW with decay on matrices only (not on biases, norms, embeddings' 1-d params, temperatures)."""
-        params = [p for p in self.parameters() if p.requires_grad]
+                            betas: tuple[float, float] = (0.9, 0.98), residual_lr_scale: float = 1.0
+                            ) -> torch.optim.AdamW:
+        """AdamW with decay on matrices only (not on biases, norms, embeddings' 1-d params, temperatures).
+        The residual maps (text_skip, image_skip) get no decay and `residual_lr_scale` x the learning rate (each
+        group carries an `lr_scale` the training loop multiplies its schedule by)."""
+        skip = {id(p) for m in (self.text_skip, self.image_skip) if m is not None for p in m.parameters()}
+        params = [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2] + list(extra_params)
-        return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=betas)
+        groups = [{"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
+                  {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+        residual = [p for p in self.parameters() if p.requires_grad and id(p) in skip]
+        if residual:
+            groups.append({"params": residual, "weight_decay": 0.0, "lr_scale": residual_lr_scale})
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
     # ---- persistence --------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:

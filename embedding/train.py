@@ -75,6 +75,8 @@ class EmbeddingTrainConfig(BaseModel):
     warmup_steps: int = Field(30, ge=0)
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
+    residual_lr_scale: float = Field(1.0, ge=0, description="learning-rate multiplier of the model's residual "
+                                                             "input maps (model.text_residual)")
     temperature: float = Field(0.05, gt=0, description="initial InfoNCE temperature of every dataset")
     temperatures: dict[str, float] = Field(default_factory=dict, description="per-dataset initial temperature")
     learnable_temperature: bool = True
@@ -210,7 +212,8 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
                                                              for k in data},
                       learnable=cfg.learnable_temperature, symmetric=cfg.symmetric).to(dev)
     loss_fn = MatryoshkaLoss(nce, model.config.all_dims, cfg.matryoshka_weights)
-    optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay, list(nce.log_temperature.parameters()))
+    optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay, list(nce.log_temperature.parameters()),
+                                          residual_lr_scale=cfg.residual_lr_scale)
     log.info("embedding model: %.2fM parameters, datasets %s, weights %s", model.num_parameters / 1e6, sizes,
              stage_weights)
 
@@ -251,7 +254,7 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
                 t0 = time.perf_counter()
                 lr = get_lr(step, cfg)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 name, task, qb, tb, labels = get_batch(step)
                 torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
                 loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name)

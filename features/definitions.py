@@ -39,6 +39,9 @@ class FeatureConfig(BaseModel):
     embedding_dim: int = PField(256, ge=1, description="declared item-embedding dimension D (checked on write)")
     offline_store: Literal["file", "spark"] = "file"
     spark_master: str = "local[2]"
+    online_store: Literal["sqlite", "redis"] = PField(
+        "sqlite", description="sqlite (embedded default) or redis (production; needs feast[redis] and a server)")
+    redis_connection: str = PField("127.0.0.1:6379", description="Feast redis connection_string")
 
 
 def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = None) -> list:

@@ -16,7 +16,7 @@ from features.match_features import compute_match_frame
 from features.serving import finalize
 from recsys.data.schema import PositiveRule
 from recsys.interests import InterestConfig, mine_interests
-from recsys.statistics import StatsConfig, item_stats, user_stats
+from recsys.statistics import StatsConfig, entity_stats_at
 
 
 class InMemoryFeatures:
@@ -46,8 +46,11 @@ class InMemoryFeatures:
         out = pd.DataFrame({"user_id": np.repeat(users, cands.shape[1]), "item_id": cands.reshape(-1)})
 
         wanted = set(self.layout["order"])
-        ustats = user_stats(hist, pos, snaps, self.stats_cfg).drop(columns="event_timestamp")
-        istats = item_stats(hist, pos, snaps, self.stats_cfg).drop(columns="event_timestamp")
+        # entity_stats_at == user_stats / item_stats at the one snapshot (same rows and values), faster
+        ustats = entity_stats_at(hist, pos, snapshot, "user_id", "user", self.stats_cfg).drop(
+            columns="event_timestamp")
+        istats = entity_stats_at(hist, pos, snapshot, "item_id", "item", self.stats_cfg).drop(
+            columns="event_timestamp")
         mine = hist.loc[pos & hist["user_id"].isin(users).to_numpy(), ["user_id", "item_id", "timestamp"]]
         interests = mine_interests(mine, self.items.reset_index(), snaps, self.interest_cfg)
         interests = interests.drop(columns="event_timestamp")

@@ -26,7 +26,7 @@ EMBEDDING_MATCH_FEATURES or SID_MATCH_FEATURES. The on-demand view's output sche
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -132,28 +132,47 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
+class _Rows(NamedTuple):
+    """Per-row values without the copy: row r is values[inv[r]]."""
+
+    values: np.ndarray
+    inv: np.ndarray
+
+
 def _unit_rows(column: pd.Series, width: int | None = None, cols: int | None = None,
-               shape: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(_unit(stacked[:, :cols].reshape(rows, *shape)), present) of a float column, per distinct row."""
+               shape: tuple | None = None) -> tuple[_Rows, np.ndarray]:
+    """(_unit(stack(column, width)[0][:, :cols].reshape(rows, *shape)) as _Rows, present[rows]); the row-wise
+    _unit runs once per distinct row."""
     def build():
         out, present, inv = _distinct_rows(column, width, np.float32, 0)
         if cols is not None:
             out = out[:, :cols]
         if shape is not None:
             out = out.reshape(len(out), *shape)
-        return _unit(out)[inv], present[inv]
+        return _Rows(_unit(out), inv), present[inv]
 
     return _memoized(("unit", _identity(column), width, cols, shape), (column,), build)
 
 
-def _candidate(item: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _einsum_rows(spec: str, a: _Rows, b: _Rows, chunk: int = 2048) -> np.ndarray:
+    """np.einsum(spec, a_full, b_full) for row-wise specs ("r..,r..->r.."), gathering `chunk` rows at a time:
+    each output row is the same reduction over the same operand rows, without materialising the full
+    [rows, ...] float64 operands (hundreds of MB for users x candidates)."""
+    n = len(a.inv)
+    parts = [np.einsum(spec, a.values[a.inv[lo:lo + chunk]], b.values[b.inv[lo:lo + chunk]])
+             for lo in range(0, n, chunk)]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else \
+        np.einsum(spec, a.values[a.inv], b.values[b.inv])
+
+
+def _candidate(item: pd.DataFrame) -> tuple[_Rows, np.ndarray]:
     return _unit_rows(item["embedding"])
 
 
 def _cosine_to(user: pd.DataFrame, item: pd.DataFrame, column: str) -> np.ndarray:
     cand, cand_ok = _candidate(item)
-    vec, vec_ok = _unit_rows(user[column], width=cand.shape[1])
-    out = np.einsum("rd,rd->r", vec, cand)
+    vec, vec_ok = _unit_rows(user[column], width=cand.values.shape[1])
+    out = _einsum_rows("rd,rd->r", vec, cand)
     out[~(cand_ok & vec_ok)] = np.nan
     return out
 
@@ -164,12 +183,12 @@ def _centroid_cosines(user: pd.DataFrame, item: pd.DataFrame) -> tuple[np.ndarra
 
     def build():
         cand, cand_ok = _candidate(item)
-        d = cand.shape[1]
+        d = cand.values.shape[1]
         w, w_ok = stack(user["centroid_weights"], dtype=np.float64)
         k = w.shape[1]
         cents, c_ok = _unit_rows(user["centroids"], width=k * d, shape=(k, d))
-        cos = np.einsum("rkd,rd->rk", cents, cand)
-        valid = cand_ok & w_ok & c_ok & (w.sum(axis=1) > 0) if k else np.zeros(len(cand), bool)
+        cos = _einsum_rows("rkd,rd->rk", cents, cand)
+        valid = cand_ok & w_ok & c_ok & (w.sum(axis=1) > 0) if k else np.zeros(len(cand_ok), bool)
         return cos, w, valid
 
     return _memoized(("centroid_cosines", *map(_identity, cols)), cols, build)
@@ -232,9 +251,9 @@ def hist_sim_count(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
     p = raw.shape[1] // n if n else PREFIX_DIM  # prefix length P as mined (InterestConfig.prefix_dim)
     pref, ok = _unit_rows(user["recent_prefix"], cols=n * p, shape=(n, p))
     cand, cand_ok = _unit_rows(item["embedding"], cols=p)
-    if cand.shape[1] < p:  # every candidate unknown
-        cand = np.zeros((len(cand), p))
-    sims = np.einsum("rnd,rd->rn", pref, cand)
+    if cand.values.shape[1] < p:  # every candidate unknown
+        cand = _Rows(np.zeros((1, p)), np.zeros(len(cand.inv), np.int64))
+    sims = _einsum_rows("rnd,rd->rn", pref, cand)
     out = ((sims > SIM_THRESHOLD) & (items >= 0)).sum(axis=1).astype(np.float64)
     out[~(ok & cand_ok)] = 0.0
     return out

@@ -42,14 +42,19 @@ project: {project}
 provider: local
 registry: data/registry.db
 online_store:
-    type: sqlite
-    path: data/online_store.db
+{online}
 offline_store:
 {offline}
 entity_key_serialization_version: 3
 auth:
     type: no_auth
 """
+_ONLINE_SQLITE = """\
+    type: sqlite
+    path: data/online_store.db"""
+_ONLINE_REDIS = """\
+    type: redis
+    connection_string: "{connection}\""""
 _OFFLINE_FILE = "    type: file"
 _OFFLINE_SPARK = """\
     type: spark
@@ -105,8 +110,10 @@ class FeatureRepo:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         offline = (_OFFLINE_SPARK.format(master=self.cfg.spark_master) if self.cfg.offline_store == "spark"
                    else _OFFLINE_FILE)
+        online = (_ONLINE_REDIS.format(connection=self.cfg.redis_connection) if self.cfg.online_store == "redis"
+                  else _ONLINE_SQLITE)
         _atomic_write_text(self.repo_dir / "feature_store.yaml",
-                           _YAML.format(project=self.cfg.project, offline=offline))
+                           _YAML.format(project=self.cfg.project, online=online, offline=offline))
         _atomic_write_text(self.repo_dir / "feature_config.json", self.cfg.model_dump_json(indent=2))
         _atomic_write_text(self.repo_dir / "repo_definitions.py", _DEFINITIONS_STUB)
         self._store = None

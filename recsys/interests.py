@@ -185,11 +185,18 @@ def mine_interests(interactions_positive: pd.DataFrame, item_embeddings: pd.Data
         "user_id", "event_timestamp", "hist_len", "mean_emb", "recency_emb", "last_emb", "centroids",
         "centroid_weights", "centroid_items", "centroid_sids", "n_centroids", "recent_items", "recent_prefix",
         "recent_sids")}
-    groups = ev.groupby("user_id", sort=True)
-    for uid, g in tqdm(groups, total=groups.ngroups, desc="interests", disable=None):
-        t = g["t"].to_numpy()
-        r = g["row"].to_numpy()
-        items = g["item_id"].to_numpy(np.int64)
+    # per-user slices of the sorted arrays (what ev.groupby("user_id", sort=True) yields, without its overhead)
+    u_all = ev["user_id"].to_numpy(np.int64)
+    t_all, r_all, i_all = ev["t"].to_numpy(), ev["row"].to_numpy(), ev["item_id"].to_numpy(np.int64)
+    cuts = np.flatnonzero(u_all[1:] != u_all[:-1]) + 1
+    starts, ends = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(u_all)]])
+    if not len(u_all):
+        starts = ends = starts[:0]
+    for lo_u, hi_u in tqdm(zip(starts, ends), total=len(starts), desc="interests", disable=None):
+        uid = u_all[lo_u]
+        t = t_all[lo_u:hi_u]
+        r = r_all[lo_u:hi_u]
+        items = i_all[lo_u:hi_u]
         counts = np.searchsorted(t, snap_ns, side="left")  # events strictly before each snapshot
         prev = np.concatenate([[0], counts[:-1]])
         emit = np.flatnonzero((counts > 0) & (counts != prev))

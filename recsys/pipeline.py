@@ -202,8 +202,10 @@ def stage_features(ctx: RunContext) -> dict:
                                       ctx.cfg.features.stats)
         build_s = time.perf_counter() - t0
         dim = len(item_emb["embedding"].iloc[0])
-        repo = FeatureRepo(spec["base_dir"], FeatureConfig(embedding_dim=dim,
-                                                           offline_store=ctx.cfg.features.offline_store))
+        fc = ctx.cfg.features
+        repo = FeatureRepo(spec["base_dir"], FeatureConfig(
+            embedding_dim=dim, offline_store=fc.offline_store, spark_master=fc.spark_master,
+            online_store=fc.online_store, redis_connection=fc.redis_connection))
         repo.write(tables)
         repo.apply()
         out["sets"][name] = {"rows": {k: len(v) for k, v in tables.items()}, "build_seconds": build_s,
@@ -248,27 +250,31 @@ def build_variants(ctx: RunContext, features_by_set: dict[str, dict[str, list[st
 
 
 def _frames(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Point-in-time frames for valid (training) and test examples, one Feast retrieval per embedding set."""
+    """Point-in-time frames for valid (training) and test examples: one Feast retrieval per embedding set (valid
+    and test together: the file store's cost is mostly per call, not per row)."""
     from features.repo import FeatureRepo
     from ranking.examples import labelled_examples
 
     rc = ctx.cfg.ranking
-    examples = [labelled_examples(ctx.ds, "valid", max_rows=rc.max_train_rows, seed=ctx.cfg.seed),
-                labelled_examples(ctx.ds, "test", max_rows=rc.max_test_rows, seed=ctx.cfg.seed)]
-    frames, features_by_set = [ex.copy() for ex in examples], {}
+    examples = pd.concat([
+        labelled_examples(ctx.ds, "valid", max_rows=rc.max_train_rows, seed=ctx.cfg.seed).assign(period="valid"),
+        labelled_examples(ctx.ds, "test", max_rows=rc.max_test_rows, seed=ctx.cfg.seed).assign(period="test"),
+    ], ignore_index=True)
+    frame, features_by_set = examples.copy(), {}
     for set_name, spec in embedding_sets(ctx).items():
         repo = FeatureRepo(spec["base_dir"])
         feats = _service_features(repo.store)
         features_by_set[set_name] = feats
         rename = _set_columns(feats, spec["suffix"])
-        for i, ex in enumerate(examples):
-            got = repo.historical(ex, "ranking_match_sid_v1", engine=rc.retrieval_engine)
-            cols = [c for c in feats["match_sid"] if c not in frames[i].columns or c in rename]
-            for c in cols:
-                frames[i][rename.get(c, c)] = got[c].to_numpy()
-            for flag in ("unknown_user", "unknown_item"):
-                frames[i][f"{flag}{spec['suffix']}"] = got[flag].to_numpy()
-    return frames[0], frames[1], features_by_set
+        got = repo.historical(examples, "ranking_match_sid_v1", engine=rc.retrieval_engine)
+        for c in feats["match_sid"]:
+            if c not in frame.columns or c in rename:
+                frame[rename.get(c, c)] = got[c].to_numpy()
+        for flag in ("unknown_user", "unknown_item"):
+            frame[f"{flag}{spec['suffix']}"] = got[flag].to_numpy()
+    split = {p: frame.loc[frame["period"] == p].drop(columns="period").reset_index(drop=True)
+             for p in ("valid", "test")}
+    return split["valid"], split["test"], features_by_set
 
 
 def stage_ranking(ctx: RunContext) -> dict:

@@ -83,7 +83,7 @@ def kernel_env(tmp_path_factory):
         "display_name": "recsys venv (tests)", "language": "python"}))
     run_dir = root / "run"
     env = {"JUPYTER_PATH": str(root / "jupyter"), "RECSYS_TINY": "1", "RECSYS_RUN_DIR": str(run_dir),
-           "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+           "PYTHONWARNINGS": "ignore", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield run_dir
