@@ -301,7 +301,7 @@ def compute_match_frame(user: pd.DataFrame, item: pd.DataFrame | None = None, gr
                         ) -> pd.DataFrame:
     """All match features of a group ("embedding", "sid", or None = all) for aligned user/item rows."""
     item = user if item is None else item
-    registry = MATCH_FEATURES if group is None else GROUPS[group]
+    registry = {**EMBEDDING_MATCH_FEATURES, **SID_MATCH_FEATURES} if group is None else GROUPS[group]
     out = {}
     token = _MEMO.set({})
     try:

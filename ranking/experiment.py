@@ -7,7 +7,7 @@ same test examples, so differences vs the baseline use a paired user-level boots
 Default variants (``default_variants``):
   - ``baseline``:  ids (user_id, item_id as categorical) + item/user statistics
   - ``match``:     baseline + match features (user history x candidate similarities; our own definition)
-  - ``match_sid``: match + candidate semantic IDs (sid_k categorical) and sid_match_k flags
+  - ``match_sid``: match + candidate semantic IDs (sid_k categorical) and sid_*_match_l* flags
 
 MLflow layout (sqlite backend ``sqlite:///<run_dir>/mlflow.db``, artifacts under ``<run_dir>/mlartifacts``):
 one experiment per dataset (``experiment_name``); a parent run ``comparison`` holding the comparison table and
@@ -44,14 +44,14 @@ logger = logging.getLogger(__name__)
 
 ID_FEATURES: tuple[str, ...] = ("user_id", "item_id")
 DEFAULT_STAT_FEATURES: tuple[str, ...] = (
-    "item_impressions", "item_positives", "item_pos_rate",
-    "user_impressions", "user_positives", "user_pos_rate", "hist_len",
+    "item_impressions", "item_positives", "item_positive_rate",
+    "user_impressions", "user_positives", "user_positive_rate", "hist_len",
 )
 DEFAULT_MATCH_FEATURES: tuple[str, ...] = (
-    "cos_mean", "cos_recency", "cos_last", "cos_centroid_max", "cos_centroid_wavg", "n_hist_above_thr",
+    "cos_mean", "cos_recency", "cos_last", "cos_centroid_max", "cos_centroid_wavg", "hist_sim_count",
 )
 SID_PATTERN = re.compile(r"^sid_\d+$")
-SID_MATCH_PATTERN = re.compile(r"^sid_match_\d+$")
+SID_MATCH_PATTERN = re.compile(r"^sid_\w+_match_l\d+$")
 KEY_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "event_timestamp", "label")
 _PIP_REQUIREMENTS = [f"lightgbm=={lgb.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
 

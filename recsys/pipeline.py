@@ -404,7 +404,7 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None =
     dump_model(cfg, run_dir / "config.yaml")
     seed_everything(cfg.seed)
     ctx = RunContext(cfg, run_dir, set(force or ()))
-    wanted = list(stages or STAGES)
+    wanted = list(dict.fromkeys([*(stages or STAGES), *ctx.force]))
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")

@@ -37,12 +37,12 @@ def make_frame(n: int, start: str, seed: int, index_offset: int = 0) -> pd.DataF
     return pd.DataFrame({
         "user_id": u.astype(np.int64), "item_id": i.astype(np.int64), "event_timestamp": ts, "label": y,
         "item_impressions": rng.poisson(50, n).astype(float),
-        "item_pos_rate": 1 / (1 + np.exp(-(item_q[i] - 1))) + rng.normal(0, 0.05, n),
-        "user_pos_rate": 1 / (1 + np.exp(-(user_b[u] - 1))) + rng.normal(0, 0.05, n),
+        "item_positive_rate": 1 / (1 + np.exp(-(item_q[i] - 1))) + rng.normal(0, 0.05, n),
+        "user_positive_rate": 1 / (1 + np.exp(-(user_b[u] - 1))) + rng.normal(0, 0.05, n),
         "hist_len": rng.integers(0, 40, n).astype(float),
         "cos_mean": affinity + rng.normal(0, 0.3, n),
         "sid_0": ((ie[i, 0] > 0).astype(int) + 2 * (ie[i, 1] > 0)).astype(np.int64),
-        "sid_match_0": rng.integers(0, 2, n).astype(float),
+        "sid_recent_match_l0": rng.integers(0, 2, n).astype(float),
     }, index=pd.RangeIndex(index_offset, index_offset + n))
 
 
@@ -131,7 +131,7 @@ def test_time_holdout_is_latest_fraction():
 
 def test_ranker_is_deterministic_and_uses_categoricals(frames):
     train, test = frames
-    feats = ["user_id", "item_id", "item_pos_rate", "cos_mean", "sid_0"]
+    feats = ["user_id", "item_id", "item_positive_rate", "cos_mean", "sid_0"]
     cats = ["user_id", "item_id", "sid_0"]
     a = LGBMRanker(FAST).fit(train, feats, cats)
     b = LGBMRanker(FAST).fit(train, feats, cats)
@@ -146,7 +146,7 @@ def test_ranker_is_deterministic_and_uses_categoricals(frames):
     assert np.isfinite(a.predict(unseen)).all()
     imp = a.feature_importance()
     assert set(imp["feature"]) == set(feats) and imp["gain"].is_monotonic_decreasing
-    assert imp.iloc[0]["feature"] in ("cos_mean", "item_pos_rate")
+    assert imp.iloc[0]["feature"] in ("cos_mean", "item_positive_rate")
 
 
 def test_early_stopping_sees_only_the_training_frame(frames, monkeypatch):
@@ -159,7 +159,7 @@ def test_early_stopping_sees_only_the_training_frame(frames, monkeypatch):
         return real_train(params, train_set, *args, valid_sets=valid_sets, **kw)
 
     monkeypatch.setattr(lgbm_mod.lgb, "train", spy)
-    res = run_experiment(train, test, {"baseline": VariantSpec(("item_pos_rate", "cos_mean"))}, config=FAST,
+    res = run_experiment(train, test, {"baseline": VariantSpec(("item_positive_rate", "cos_mean"))}, config=FAST,
                          n_bootstrap=5)
     (fit_idx, [hold_idx]), = seen
     assert hold_idx.isin(train.index).all() and fit_idx.isin(train.index).all()
@@ -175,16 +175,16 @@ def test_early_stopping_sees_only_the_training_frame(frames, monkeypatch):
 def test_experiment_refuses_overlapping_periods(frames):
     train, test = frames
     with pytest.raises(ValueError, match="train_frame must end before test_frame"):
-        run_experiment(test, train, {"baseline": VariantSpec(("item_pos_rate",))}, config=FAST, n_bootstrap=5)
+        run_experiment(test, train, {"baseline": VariantSpec(("item_positive_rate",))}, config=FAST, n_bootstrap=5)
 
 
 def test_default_variants_compose():
-    cols = ["user_id", "item_id", "event_timestamp", "label", "item_pos_rate", "hist_len", "cos_mean",
-            "cos_last", "sid_0", "sid_1", "sid_match_0", "other"]
+    cols = ["user_id", "item_id", "event_timestamp", "label", "item_positive_rate", "hist_len", "cos_mean",
+            "cos_last", "sid_0", "sid_1", "sid_recent_match_l0", "other"]
     v = default_variants(cols)
-    assert v["baseline"] == VariantSpec(("user_id", "item_id", "item_pos_rate", "hist_len"), ("user_id", "item_id"))
+    assert v["baseline"] == VariantSpec(("user_id", "item_id", "item_positive_rate", "hist_len"), ("user_id", "item_id"))
     assert v["match"].features == (*v["baseline"].features, "cos_mean", "cos_last")
-    assert v["match_sid"].features == (*v["match"].features, "sid_0", "sid_1", "sid_match_0")
+    assert v["match_sid"].features == (*v["match"].features, "sid_0", "sid_1", "sid_recent_match_l0")
     assert v["match_sid"].categorical == ("user_id", "item_id", "sid_0", "sid_1")
     with pytest.raises(ValueError, match="not in features"):
         VariantSpec(("a",), ("b",))
@@ -301,4 +301,4 @@ def test_ranker_policy_scores_candidates(experiment, frames):
 def test_prepare_frame_names_missing_columns(frames):
     train, _ = frames
     with pytest.raises(KeyError, match="cos_nope"):
-        prepare_frame(train, ["item_pos_rate", "cos_nope"])
+        prepare_frame(train, ["item_positive_rate", "cos_nope"])
