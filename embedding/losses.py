@@ -51,6 +51,11 @@ class InfoNCELoss(nn.Module):
     both sides), so duplicate items or labels in a batch are not pushed apart. Give query texts ids that cannot
     collide with item ids (e.g. negative ones).
 
+    `positives` (optional): BoolTensor [B, B], True where (query i, target j) is a known positive pair (e.g. a
+    multi-label item and another of its labels in the batch): also not used as a negative, in either direction.
+    Without it, an item with labels A and B paired with A would be pushed away from B whenever B is another
+    row's target: a false negative that teaches one label per item.
+
     Inputs:
         +---------------------------------+-------------------------------+
         | embeddings                      | labels                        |
@@ -81,17 +86,25 @@ class InfoNCELoss(nn.Module):
             raise KeyError(f"no temperature for key {key!r}; known keys {list(self.log_temperature)}")
         return self.log_temperature[key].exp().clamp(min=self.min_temperature)
 
-    def forward(self, features: Features, labels: Tensor | None = None, key: str = "default") -> Tensor:
-        return self.compute_loss_from_embeddings(_embed(self.model, features), labels, key)
+    def forward(self, features: Features, labels: Tensor | None = None, key: str = "default",
+                positives: Tensor | None = None) -> Tensor:
+        return self.compute_loss_from_embeddings(_embed(self.model, features), labels, key, positives)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None,
-                                     key: str = "default") -> Tensor:
+                                     key: str = "default", positives: Tensor | None = None) -> Tensor:
         q, t = embeddings[0], embeddings[1]  # (B, D) each, L2-normalised
         logits = q @ t.T / self.temperature(key)  # (B, B)
+        same = None
         if labels is not None:
             qid, tid = labels[:, 0], labels[:, 1]
             same = ((qid[:, None] == qid[None]) | (tid[:, None] == tid[None]) | (qid[:, None] == tid[None])
                     | (tid[:, None] == qid[None]))
+        if positives is not None:
+            if positives.shape != logits.shape:
+                raise ValueError(f"positives mask {tuple(positives.shape)} must be [B, B] = {tuple(logits.shape)}")
+            same = positives.bool() if same is None else same | positives.bool()
+        if same is not None:
+            same = same.clone()
             same.fill_diagonal_(False)
             logits = logits.masked_fill(same, float("-inf"))
         target = torch.arange(len(q), device=q.device)

@@ -82,8 +82,8 @@ class OmniEmbeddingConfig(BaseModel):
     # initialisation (our choice; SAIL starts from a pretrained LLM)
     text_residual: bool = Field(True, description="add S @ normalize(mean of the raw text tokens) to the output, "
                                                   "S: text_dim -> embed_dim initialised orthogonally")
-    image_residual: bool = Field(False, description="same for the mean image patch feature of items WITHOUT text")
-    head_init_std: float = Field(0.02, ge=0, description="init std of the fusion projection (near 0 with the "
+    image_residual: bool = Field(True, description="same for the mean image patch feature of items WITHOUT text")
+    head_init_std: float = Field(0.0, ge=0, description="init std of the fusion projection (near 0 with the "
                                                          "residual: training starts from the text baseline)")
     # task instructions: one learned token per (task, role)
     tasks: list[str] = Field(default_factory=lambda: ["i2i", "q2i", "label", "seq2item"])

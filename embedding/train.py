@@ -77,6 +77,9 @@ class EmbeddingTrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0)
     residual_lr_scale: float = Field(1.0, ge=0, description="learning-rate multiplier of the model's residual "
                                                              "input maps (model.text_residual)")
+    mask_known_positives: bool = Field(True, description="in-batch targets that are known training positives "
+                                                          "of a query (multi-label items, multi-item queries, "
+                                                          "i2i neighbours) are not its negatives")
     temperature: float = Field(0.05, gt=0, description="initial InfoNCE temperature of every dataset")
     temperatures: dict[str, float] = Field(default_factory=dict, description="per-dataset initial temperature")
     learnable_temperature: bool = True
@@ -176,7 +179,10 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
             raise ValueError(f"pair set {name!r} has a text side but no text tokens were given")
         q_rows, q_ids = side(ps.query_kind, ps.train["query"])
         t_rows, t_ids = side(ps.target_kind, ps.train["target"])
-        data[name] = (ps, q_rows, t_rows, q_ids, t_ids)
+        known = set(zip(q_ids.tolist(), t_ids.tolist()))
+        if ps.symmetric:
+            known |= {(b, a) for a, b in known}
+        data[name] = (ps, q_rows, t_rows, q_ids, t_ids, known)
     sizes = {k: len(v[1]) for k, v in data.items()}
     stage_weights = []
     for st in cfg.stages:
@@ -194,7 +200,7 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
         rng = np.random.default_rng([cfg.seed, step])
         weights = stage_weights[int(np.searchsorted(stage_end, step, side="right"))]
         name = list(weights)[rng.choice(len(weights), p=list(weights.values()))]
-        ps, q_rows, t_rows, q_ids, t_ids = data[name]
+        ps, q_rows, t_rows, q_ids, t_ids, known = data[name]
         pick = rng.choice(len(q_rows), size=min(cfg.batch_size, len(q_rows)), replace=False)
         qk, tk, qr, tr, qi, ti = ps.query_kind, ps.target_kind, q_rows[pick], t_rows[pick], q_ids[pick], t_ids[pick]
         if ps.symmetric:  # either item may be the query: both roles see every item
@@ -204,7 +210,10 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
         make = lambda kind, rows: (collate(encoded, rows, dev) if kind == "item"  # noqa: E731
                                    else collate_texts(texts, rows, dev))
         labels = torch.as_tensor(np.stack([qi, ti], 1), device=dev)  # (B, 2)
-        return name, ps.task, make(qk, qr), make(tk, tr), labels
+        # (query i, target j) pairs that are known training positives: not negatives of each other
+        qil, til = qi.tolist(), ti.tolist()
+        positives = torch.as_tensor([[(a, b) in known for b in til] for a in qil], device=dev)  # (B, B)
+        return name, ps.task, make(qk, qr), make(tk, tr), labels, positives
 
     # -- model, loss, optimizer
     model = OmniEmbeddingModel(cfg.model.with_inputs(encoded)).to(dev)
@@ -255,9 +264,10 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
                 lr = get_lr(step, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr * group.get("lr_scale", 1.0)
-                name, task, qb, tb, labels = get_batch(step)
+                name, task, qb, tb, labels, positives = get_batch(step)
                 torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
-                loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name)
+                loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name,
+                               positives=positives if cfg.mask_known_positives else None)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(nce.log_temperature.parameters()),
