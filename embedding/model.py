@@ -7,7 +7,16 @@ Token sequence of one item (absent modalities contribute no tokens; padding mask
      (task, role)  chunks -> enc   Perceiver over      projected +          linear per
      embedding     -> mean -> proj  all frames' patches field embedding     vector name
 
--> bidirectional TransformerEncoder -> mean_pool(tanh(h)) over valid tokens -> Linear(H, D) -> L2 normalise.
+-> bidirectional TransformerEncoder -> mean_pool(tanh(h)) over valid tokens -> Linear(H, D) -> (+ residual) -> L2 norm.
+
+Initialisation (our choice, where SAIL starts from a pretrained LLM and we train a small fusion model from
+scratch in ~300 CPU steps): the output adds a residual path `S_t @ unit(mean of the raw text tokens)` (S_t:
+text_dim -> embed_dim, orthogonal init, so cosines of the text baseline are kept: exactly when embed_dim >=
+text_dim, approximately (JL) otherwise), and the fusion projection `head` starts at 0. The untrained model thus
+ranks like the text-only baseline (mean-pooled MiniLM tokens) in every role and task, and training only adds
+what the fusion transformer learns (images, audio, task/role instructions, collaborative signal). Items without
+text get `S_v @ unit(mean patch feature)` instead (image_residual), so they are not a zero vector at init.
+Without this the fusion model ended 300 steps well below the text baseline (MovieLens q2i R@10 0.10 vs 0.74).
 The first 64 / 128 / ... dimensions are trained as Matryoshka prefixes (see embedding.losses.MatryoshkaLoss);
 `EmbeddingOutput.truncate(d)` gives a normalised prefix.
 
@@ -368,7 +377,10 @@ class OmniEmbeddingModel(nn.Module):
         directory = Path(directory)
         if not (directory / CONFIG_NAME).is_file() or not (directory / WEIGHTS_NAME).is_file():
             raise FileNotFoundError(f"{directory} has no {CONFIG_NAME} + {WEIGHTS_NAME} (not a saved model)")
-        config = OmniEmbeddingConfig.model_validate_json((directory / CONFIG_NAME).read_text())
+        raw = json.loads((directory / CONFIG_NAME).read_text())
+        for key in ("text_residual", "image_residual"):  # saved before the residual paths existed: none
+            raw.setdefault(key, False)
+        config = OmniEmbeddingConfig.model_validate(raw)
         model = cls(config)
         model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
         return model.to(device).eval()

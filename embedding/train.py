@@ -5,7 +5,10 @@
       -> TrainResult(model_dir, metrics, steps_per_sec)
 
 Recipe (SAIL §3.3, scaled down): InfoNCE with in-batch negatives and one learnable temperature per dataset,
-wrapped in a Matryoshka loss over the prefixes [64, 128, 256]; every batch is drawn from ONE dataset
+wrapped in a Matryoshka loss over the prefixes [64, 128, 256]; in-batch targets that are known training positives
+of a query (an item's other labels, a query's other items, i2i neighbours) are masked, not negatives; the model's
+residual text map stays fixed (`residual_lr_scale` 0: training only adds to the text baseline the model starts
+from, see embedding.model); every batch is drawn from ONE dataset
 (stochastic specialization, §3.3.3) with probabilities from the stage's weights or the `sampling` strategy;
 `stages` run in order (progressive training, §3.3.1: e.g. broad -> aligned -> hard negatives later).
 AdamW, linear warmup + cosine decay, gradient clipping, periodic evaluation on held-out pairs, atomic
@@ -75,7 +78,7 @@ class EmbeddingTrainConfig(BaseModel):
     warmup_steps: int = Field(30, ge=0)
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
-    residual_lr_scale: float = Field(1.0, ge=0, description="learning-rate multiplier of the model's residual "
+    residual_lr_scale: float = Field(0.0, ge=0, description="learning-rate multiplier of the model's residual "
                                                              "input maps (model.text_residual)")
     mask_known_positives: bool = Field(True, description="in-batch targets that are known training positives "
                                                           "of a query (multi-label items, multi-item queries, "

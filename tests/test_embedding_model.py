@@ -61,7 +61,11 @@ def enc() -> EncodedItems:
 @pytest.fixture(scope="module")
 def model(enc) -> OmniEmbeddingModel:
     torch.manual_seed(0)
-    return OmniEmbeddingModel(tiny_config(enc)).eval()
+    m = OmniEmbeddingModel(tiny_config(enc)).eval()
+    # the fusion projection starts at 0 (untrained model = text baseline, see test_untrained_model_is_text_
+    # baseline); give it weights as after training so the fusion path's wiring shows in the outputs
+    torch.nn.init.normal_(m.head.weight, std=0.02)
+    return m
 
 
 # ---- config ---------------------------------------------------------------------------------------------
@@ -139,6 +143,44 @@ def test_roles_and_tasks_differ(model, enc):
         model(batch, task="nope")
 
 
+def test_untrained_model_is_text_baseline(enc):
+    """Residual text path + zero-initialised fusion projection: before training, every role and task ranks
+    exactly like the text-only baseline (mean-pooled text tokens, cosine), whatever other modalities hold."""
+    torch.manual_seed(0)
+    m = OmniEmbeddingModel(tiny_config(enc)).eval()  # embed_dim 32 >= text_dim 16: orthogonal S is an isometry
+    queries = make_encoded(7, seed=5, image=False, audio=False, pre=False).text
+    items = embed_items(m, enc, device="cpu")  # target role, with image / audio / precomputed inputs
+    q = embed_texts(m, queries, device="cpu", role="query", task="q2i")
+    base_items = F.normalize(torch.as_tensor(enc.pooled_text), dim=-1).numpy()
+    base_q = F.normalize(torch.as_tensor(pool_text_tokens(queries)), dim=-1).numpy()
+    np.testing.assert_allclose(q @ items.T, base_q @ base_items.T, atol=1e-5)
+    np.testing.assert_array_equal(np.argsort(-(q @ items.T), 1), np.argsort(-(base_q @ base_items.T), 1))
+    np.testing.assert_allclose(items @ items.T, base_items @ base_items.T, atol=1e-5)  # i2i too
+    # ... and training moves away from it: a non-zero fusion projection changes the scores
+    torch.nn.init.normal_(m.head.weight, std=0.5)
+    assert not np.allclose(embed_items(m, enc, device="cpu") @ items.T, items @ items.T, atol=1e-3)
+
+
+def test_image_residual_only_for_items_without_text(enc):
+    torch.manual_seed(0)
+    m = OmniEmbeddingModel(tiny_config(enc)).eval()
+    image_only = make_encoded(4, seed=2, audio=False, pre=False)
+    image_only.image_mask[:] = True
+    image_only.text.field[:] = -1
+    image_only.text.tokens[:] = 0
+    out = m(collate(image_only, np.arange(4), "cpu"))
+    assert torch.allclose(out.embedding.norm(dim=-1), torch.ones(4), atol=1e-5)  # not a zero vector at init
+    mean = F.normalize(torch.as_tensor(image_only.image, dtype=torch.float32).mean((1, 2)), dim=-1)
+    assert torch.allclose(out.embedding, F.normalize(m.image_skip(mean), dim=-1), atol=1e-5)
+    # residual maps: own optimizer group (no decay, scaled lr)
+    opt = m.configure_optimizer(1e-3, 0.01, residual_lr_scale=0.0)
+    skip = {id(p) for p in (*m.text_skip.parameters(), *m.image_skip.parameters())}
+    (group,) = [g for g in opt.param_groups if {id(p) for p in g["params"]} & skip]
+    assert {id(p) for p in group["params"]} == skip and group["lr_scale"] == 0.0 and group["weight_decay"] == 0.0
+    off = OmniEmbeddingModel(tiny_config(enc, text_residual=False, image_residual=False))
+    assert off.text_skip is None and off.image_skip is None
+
+
 def test_field_dropout_never_empties_text_only_item(enc):
     torch.manual_seed(0)
     text_only = make_encoded(64, seed=3, image=False, audio=False, pre=False)
@@ -176,6 +218,15 @@ def test_save_load_round_trip(model, enc, tmp_path):
     assert torch.equal(loaded(batch).embedding, model(batch).embedding)
     with pytest.raises(FileNotFoundError):
         OmniEmbeddingModel.from_pretrained(tmp_path / "nothing")
+    # a model saved before the residual paths existed (no such keys in config.json) loads without them
+    import json
+    old = OmniEmbeddingModel(tiny_config(enc, text_residual=False, image_residual=False))
+    old.save_pretrained(tmp_path / "old")
+    raw = json.loads((tmp_path / "old" / "config.json").read_text())
+    for key in ("text_residual", "image_residual", "head_init_std"):
+        raw.pop(key)
+    (tmp_path / "old" / "config.json").write_text(json.dumps(raw))
+    assert OmniEmbeddingModel.from_pretrained(tmp_path / "old").text_skip is None
 
 
 # ---- losses ---------------------------------------------------------------------------------------------
@@ -209,6 +260,27 @@ def test_infonce_masks_duplicate_ids():
     # rows 0 and 2 share a target id: they are not each other's negatives -> lower loss
     labels = torch.tensor([[0, 5], [1, 6], [2, 5]])
     assert float(loss.compute_loss_from_embeddings([q, t], labels)) < float(no_labels)
+
+
+def test_infonce_masks_known_positives():
+    torch.manual_seed(0)
+    q, t = F.normalize(torch.randn(4, 8), dim=-1), F.normalize(torch.randn(4, 8), dim=-1)
+    loss = InfoNCELoss(temperature=0.1, learnable=False, symmetric=True)
+    labels = torch.tensor([[0, 10], [1, 11], [2, 12], [3, 13]])  # all distinct: no id masking
+    pos = torch.zeros(4, 4, dtype=torch.bool)
+    assert float(loss.compute_loss_from_embeddings([q, t], labels, positives=pos)) == pytest.approx(
+        float(loss.compute_loss_from_embeddings([q, t], labels)))
+    pos[0, 1] = True  # target 1 is also a positive of query 0 (e.g. another label of the same item)
+    logits = q @ t.T / 0.1
+    masked = logits.clone()
+    masked[0, 1] = float("-inf")
+    target = torch.arange(4)
+    expected = (F.cross_entropy(masked, target) + F.cross_entropy(masked.T, target)) / 2
+    got = loss.compute_loss_from_embeddings([q, t], labels, positives=pos)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    assert float(got) != pytest.approx(float(loss.compute_loss_from_embeddings([q, t], labels)), rel=1e-5)
+    with pytest.raises(ValueError, match="positives mask"):
+        loss.compute_loss_from_embeddings([q, t], labels, positives=pos[:3])
 
 
 def test_cosent_hand_computed():
