@@ -174,7 +174,7 @@ def run(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = Set
         table = result.table()
         out = Table(title="Ranker variants on the test period (95% bootstrap CIs over users)")
         out.add_column("variant")
-        for col in ("AUC", "GAUC", "LT7", "LT14"):
+        for col in ("AUC", "ΔAUC vs baseline", "GAUC", "LT7", "ΔLT7 vs baseline", "LT14"):
             out.add_column(col, justify="right")
 
         def fmt(row, key):
@@ -184,7 +184,8 @@ def run(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = Set
             return f"{row[key]:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None and not pd.isna(lo) else f"{row[key]:.4f}"
 
         for _, row in table.iterrows():
-            out.add_row(row["variant"], fmt(row, "auc"), fmt(row, "gauc"), fmt(row, "lt7"), fmt(row, "lt14"))
+            out.add_row(row["variant"], fmt(row, "auc"), fmt(row, "auc_diff_vs_baseline"), fmt(row, "gauc"),
+                        fmt(row, "lt7"), fmt(row, "lt7_diff"), fmt(row, "lt14"))
         console.print(out)
     console.print(f"total {time.perf_counter() - t0:.0f}s; results: {run_dir / 'results.md'}; MLflow runs: "
                   f"make ui RUN_DIR={run_dir}  (or mlflow ui --backend-store-uri {result.mlflow_uri})")
