@@ -172,6 +172,33 @@ def _export(kind: str, out_dir: Path | None, env: DistEnv, data: TeacherData, cf
 
 # --- 3. ID-to-item teacher ------------------------------------------------------------------------------------
 
+def _fit(name: str, dmp, opt, epochs: int, steps_per_epoch: int, epoch_steps, env) -> tuple[list[float], float]:
+    """The shared loop: `epoch_steps()` yields (loss, loss_value, n_examples) per batch of one epoch.
+
+    Returns the per-epoch mean loss (averaged over ranks) and training examples per second (all ranks)."""
+    losses, examples = [], 0
+    dmp.train()
+    bar = _progress(epochs * steps_per_epoch, name, env)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        total, count = 0.0, 0
+        for loss, loss_value, n in epoch_steps():
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            total, count = total + float(loss_value), count + 1
+            examples += n
+            bar.update(1)
+        losses.append(_mean_over_ranks(total / max(count, 1), env))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    elapsed = time.perf_counter() - t0
+    bar.close()
+    eps = _mean_over_ranks(examples, env) * env.world_size / elapsed
+    log.info("%s: %d epochs, %.0f examples/s (%d ranks), loss %.3f -> %.3f", name, epochs, eps, env.world_size,
+             losses[0], losses[-1])
+    return losses, eps
+
+
 def train_id_teacher(ds: Dataset, cfg: TeacherConfig | None = None, out_dir: str | Path | None = None
                      ) -> TeacherResult:
     """Train the two-tower ID teacher on train-split positives; export to `<out_dir>/id` (rank 0)."""
@@ -197,32 +224,16 @@ def train_id_teacher(ds: Dataset, cfg: TeacherConfig | None = None, out_dir: str
         neg_rng = np.random.default_rng([cfg.seed, env.rank])       # per rank
         n, steps = len(items), n_steps(len(items), tc.batch, env.world_size)
         ones = lambda k: np.ones(k, np.int32)  # noqa: E731
-        losses, examples = [], 0
-        dmp.train()
-        bar = _progress(tc.epochs * steps, "id teacher", env)
-        t0 = time.perf_counter()
-        for epoch in range(tc.epochs):
-            total, count = 0.0, 0
+        def id_steps():
             for idx in global_batches(n, tc.batch, order_rng, env.world_size, env.rank):
                 b = len(idx)
                 neg = (neg_rng.integers(1, data.items.num_embeddings, b), ones(b)) if tc.loss == "bpr" \
                     else (np.zeros(0, np.int64), np.zeros(b, np.int32))
                 batch = kjt({USER_FEATURE: (users[idx], ones(b)), ITEM_FEATURE: (items[idx], ones(b)),
                              NEG_FEATURE: neg}, env.device)
-                loss, loss_value = dmp(batch)
-                loss.backward()
-                opt.step()
-                opt.zero_grad()
-                total, count = total + float(loss_value), count + 1
-                examples += b
-                bar.update(1)
-            losses.append(_mean_over_ranks(total / max(count, 1), env))
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        elapsed = time.perf_counter() - t0
-        bar.close()
-        eps = _mean_over_ranks(examples, env) * env.world_size / elapsed
-        log.info("id teacher: %d epochs, %.0f examples/s (%d ranks), loss %.3f -> %.3f", tc.epochs, eps,
-                 env.world_size, losses[0], losses[-1])
+                yield (*dmp(batch), b)
+
+        losses, eps = _fit("id teacher", dmp, opt, tc.epochs, steps, id_steps, env)
 
         # embeddings of every known item and user (each rank feeds the full lists; outputs are identical)
         dmp.eval()
@@ -310,29 +321,13 @@ def train_sequence_teacher(ds: Dataset, cfg: TeacherConfig | None = None, out_di
         order_rng = np.random.default_rng(cfg.seed)
         neg_rng = np.random.default_rng([cfg.seed, env.rank])
         steps = n_steps(len(wins), sc.batch, env.world_size)
-        losses, examples = [], 0
-        dmp.train()
-        bar = _progress(sc.epochs * steps, "sequence teacher", env)
-        t0 = time.perf_counter()
-        for epoch in range(sc.epochs):
-            total, count = 0.0, 0
+        def sequence_steps():
             for idx in global_batches(len(wins), sc.batch, order_rng, env.world_size, env.rank):
                 feats, target, log_q, n_pos = _sequence_batch([wins[i] for i in idx], sc.max_len, n_items,
                                                               sc.num_negatives, p_target, neg_rng, env.device)
-                loss, loss_value = dmp(feats, target, log_q if sc.logq else None)
-                loss.backward()
-                opt.step()
-                opt.zero_grad()
-                total, count = total + float(loss_value), count + 1
-                examples += n_pos
-                bar.update(1)
-            losses.append(_mean_over_ranks(total / max(count, 1), env))
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        elapsed = time.perf_counter() - t0
-        bar.close()
-        eps = _mean_over_ranks(examples, env) * env.world_size / elapsed
-        log.info("sequence teacher: %d epochs, %.0f examples/s (%d ranks), loss %.3f -> %.3f", sc.epochs, eps,
-                 env.world_size, losses[0], losses[-1])
+                yield (*dmp(feats, target, log_q if sc.logq else None), n_pos)
+
+        losses, eps = _fit("sequence teacher", dmp, opt, sc.epochs, steps, sequence_steps, env)
 
         dmp.eval()
         net: SASRec = dmp.module.model
