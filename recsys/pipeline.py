@@ -424,7 +424,8 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None =
         payload = STAGE_FUNCS[stage](ctx)
         ctx.timings[stage] = time.perf_counter() - t0
         payload["seconds"] = ctx.timings[stage]
-        ctx.outputs[stage] = ctx.finish(stage, payload)
+        # an always-run stage that had finished before only reloads its outputs: keep the first run's record
+        ctx.outputs[stage] = cached if cached is not None else ctx.finish(stage, payload)
         if on_stage:
             on_stage(stage, f"done in {ctx.timings[stage]:.1f}s")
     result = RunResult(run_dir, ctx.outputs, ctx.timings)
