@@ -15,32 +15,41 @@ probabilities `sequence_mix` and a learnable temperature each:
             item embeddings, computed once at the start): history consistent with the target. We filter by
             content similarity (SAIL: "by content tags or collaborative clusters"), so the filter cannot leak
             the teachers' collaborative signal into the data selection.
-Cost: a batch of B sequences holds B * (history_len + 1) items. To fit the CPU budget, only `history_grad`
-random history items per sequence (and every target) are embedded with gradients; the other history items are
-read from a bank of item embeddings (no gradient) refreshed every `bank_refresh_every` steps (a MoCo-style
-memory bank). `history_grad = history_len` is the exact formulation (no bank).
+
+What learns (our choice for CPU budgets; SAIL fine-tunes its whole model). CRE adds an item memory to the
+model (embedding.model.InputMemory: a wide MLP over the pooled raw inputs, added to the output, zero at the
+start). With `finetune_fusion: false` (default) the fusion transformer is frozen: its per-item outputs are
+computed once, each step costs one MLP pass, and 1,200 steps take about a minute on 2 cores. Fine-tuning the
+128-wide fusion transformer instead (600 distillation steps) moved the teacher cosine from 0 to 0.4 and left
+behaviour-pair i2i recall where it was (0.011 -> 0.015 on the synthetic world); with the memory, the demo's CRE
+raises it to 0.026. Items are still embedded from content alone (cold items too).
+With `finetune_fusion: true` the whole model trains; to fit CPU budgets only `history_grad` random history items
+per sequence (and every target) are then embedded with gradients, the others are read from a bank of item
+embeddings (no gradient) refreshed every `bank_refresh_every` steps (a MoCo-style memory bank);
+`history_grad = history_len` is the exact formulation.
 
 ID2item (feature distillation). For every teacher (e.g. {"id": two-tower, "sequence": SASRec}) a ProjectionHead
-(D -> head_hidden -> Dt MLP) maps the student's item embedding onto that teacher's item-ID vectors, with
-`DistillationLoss` = w_cos * (1 - cos) + w_nce * in-batch InfoNCE(projected, teacher). Cosine alone fixes each
-item's position; the contrastive term keeps the teacher's neighbourhoods apart (its relative geometry), which
-is what recommendation uses. Only items in a teacher's vocabulary (train-period items) are distillation
+(linear by default: an MLP head learnt the teacher from small differences between student vectors and left the
+embedding as it was; `head_hidden` > 0 gives one) maps the student's item embedding onto that teacher's item-ID
+vectors, with `DistillationLoss` = w_cos * (1 - cos) + w_nce * in-batch InfoNCE(projected, teacher). Cosine
+alone fixes each item's position; the contrastive term keeps the teacher's neighbourhoods apart (its relative
+geometry), which is what recommendation uses. Only items in a teacher's vocabulary (train-period items) are distillation
 targets; batches are drawn from the union of the vocabularies and each teacher's loss uses its own items.
-Multi-task with the auxiliary i2i loss (content trainer's Matryoshka InfoNCE on the co-engagement pairs,
-`aux_i2i_weight`) so that what content training taught is kept. One head per teacher (rather than one head onto
+Multi-task (stage 2 is never distillation alone): the seq2item loss keeps running (`id2item_seq2item_weight`;
+without it distillation undid stage 1 and cost 0.04 ranker AUC on the synthetic world), the content anchor keeps
+content perception, and optionally the auxiliary i2i loss (content trainer's Matryoshka InfoNCE on co-engagement
+pairs, `aux_i2i_weight`, off by default: see its description). One head per teacher (rather than one head onto
 the concatenation) so that teachers of different widths/scales are weighted explicitly (`teacher_weights`) and a
 missing teacher drops out cleanly. The heads sit on the L2-normalised item embedding the item table carries, so
 the distillation shapes exactly that vector; the heads are saved beside the model (heads.safetensors), outside
 its state, so `OmniEmbeddingModel.from_pretrained(out_dir / "model")` works unchanged.
 
-Content anchor (our addition, both stages, `content_anchor_weight`): in-batch InfoNCE between each item's current
-embedding and its embedding under the content model (computed once): every item must stay closer to its own
-content-model vector than to the other items' ones. It keeps the content model's geometry from drifting
-wholesale; on the toy world of tests/test_cre.py it also regularised CRE (seq2item R@10 0.37 -> 0.51 at 100+100
-steps, category precision@10 kept 0.46 instead of 0.30).
+Content anchor (our addition, both stages, `content_anchor_weight`): 1 - cos(item's current embedding, its
+content-model embedding), 0 until CRE moves the item. An in-batch InfoNCE version (each item must retrieve its own
+content vector) also pushed items of one topic apart and cost ranker AUC; the cosine only limits the drift.
 
-Cold start: nothing item-specific is learnt; an item with no interactions (no teacher vector) is embedded
-from its content by the same forward pass.
+Cold start: an item with no interactions (no teacher vector, in no sequence) is embedded from its content by the
+same forward pass; the item memory maps its content as it learnt to map its warm look-alikes.
 
 Every item is embedded in the item table's instruction (target role, task "i2i") in both stages: CRE trains the
 very vectors that downstream stages (interests, match features) average and compare.
@@ -92,17 +101,25 @@ SUMMARY_NAME = "cre_summary.json"
 
 
 class CREConfig(BaseModel):
-    """Defaults fit the demo budget: 150 + 150 steps of ~96 item forwards each at hidden 128 / 2 layers, about
-    60-90 s on 2 CPU cores for ~2000 items (plus a few seconds of evaluation)."""
+    """Defaults fit the demo budget with the frozen fusion model (finetune_fusion=false): 600 + 600 steps of
+    one item-memory MLP pass each, about a minute on 2 CPU cores for ~2000 items (plus evaluation).
+    The loss weights were chosen on the synthetic world by the ranker's AUC with CRE match features against
+    content-only ones (README, CRE section), not by the CRE evaluators alone."""
 
     model_config = ConfigDict(extra="forbid")
 
-    seq2item_steps: int = Field(150, ge=0, description="stage 1 (SAIL: seq2item first)")
-    id2item_steps: int = Field(150, ge=0, description="stage 2")
-    batch_size: int = Field(32, gt=1, description="sequences per seq2item batch; items per distillation batch")
+    seq2item_steps: int = Field(600, ge=0, description="stage 1 (SAIL: seq2item first)")
+    id2item_steps: int = Field(600, ge=0, description="stage 2")
+    batch_size: int = Field(128, gt=1, description="sequences per seq2item batch; items per distillation batch")
     aux_batch_size: int = Field(16, gt=1, description="co-engagement pairs per ID2item step (auxiliary i2i)")
     lr: float = Field(5e-4, gt=0, description="peak lr of the embedding model (fine-tuning: half the content lr)")
     head_lr: float = Field(2e-3, gt=0, description="peak lr of the new projection heads")
+    memory_hidden: int = Field(1024, ge=0, description="width of the item memory CRE adds to the model "
+                                                       "(embedding.model.InputMemory); 0 = none")
+    memory_lr: float = Field(1e-3, gt=0, description="peak lr of the item memory")
+    finetune_fusion: bool = Field(False, description="also fine-tune the fusion transformer (SAIL fine-tunes the "
+                                  "whole model; costly on CPU). False: it is frozen, its outputs are computed "
+                                  "once, and only the item memory, heads and temperatures learn")
     min_lr: float = Field(5e-5, ge=0, description="end of each stage's cosine decay (heads: scaled alike)")
     warmup_steps: int = Field(10, ge=0, description="linear warmup at the start of each stage")
     weight_decay: float = Field(0.01, ge=0)
@@ -113,20 +130,25 @@ class CREConfig(BaseModel):
     max_lookback: int = Field(50, gt=0, description="history items are drawn from the last N earlier positives")
     sequence_mix: dict[str, float] = Field(default_factory=lambda: {"vanilla": 0.5, "filtered": 0.5},
                                            description="sequence kind -> share of seq2item batches")
+    filter_by: str = Field("content", description="filtered sequences keep the history items most similar to "
+                           "the target under 'content' (the content model) or a teacher's item-ID vectors (its name, "
+                           "e.g. 'id': SAIL's collaborative filtering of sequences)")
     history_grad: int = Field(2, gt=0, description="history items per sequence embedded with gradients; the "
                                                    "rest come from the item bank (= history_len: no bank)")
     bank_refresh_every: int = Field(50, gt=0, description="re-embed the item bank every N seq2item steps")
     temperature: float = Field(0.05, gt=0, description="initial InfoNCE temperature (seq2item, aux i2i)")
     # ID2item
-    head_hidden: int = Field(256, gt=0, description="projection head: D -> head_hidden -> teacher dim")
+    head_hidden: int = Field(0, ge=0, description="projection head: D -> head_hidden -> teacher dim; 0 = linear")
     distill_temperature: float = Field(0.05, gt=0, description="initial temperature of the distillation InfoNCE")
     distill_cosine_weight: float = Field(1.0, ge=0)
     distill_contrastive_weight: float = Field(1.0, ge=0)
-    aux_i2i_weight: float = Field(1.0, ge=0, description="auxiliary co-engagement i2i InfoNCE (keeps content "
-                                                         "training's i2i behaviour); 0 = off")
-    content_anchor_weight: float = Field(0.5, ge=0, description="both stages: in-batch InfoNCE between each "
-                                         "item's current embedding and its content-model embedding (keeps the "
-                                         "content geometry); 0 = off")
+    aux_i2i_weight: float = Field(0.0, ge=0, description="stage 2: auxiliary co-engagement i2i InfoNCE (content "
+                                  "training's i2i task); 0 = off. Off by default: it raises behaviour-pair i2i "
+                                  "recall but cost 0.017 ranker AUC on the synthetic world")
+    id2item_seq2item_weight: float = Field(1.0, ge=0, description="stage 2 keeps the seq2item loss at this "
+                                           "weight (multi-task), so distillation does not undo stage 1; 0 = off")
+    content_anchor_weight: float = Field(1.0, ge=0, description="both stages: 1 - cos(each item's embedding, "
+                                         "its content-model embedding), keeps content perception; 0 = off")
     teacher_weights: dict[str, float] = Field(default_factory=dict, description="teacher -> loss weight "
                                                                                  "(default 1 each)")
     pairs: PairConfig = Field(default_factory=PairConfig, description="the content stage's pair config (aux i2i "
@@ -183,12 +205,15 @@ class CREResult:
 
 # ---- projection heads -----------------------------------------------------------------------------------------
 class ProjectionHead(nn.Module):
-    """Student item embedding [B, D] -> teacher space [B, Dt] (L2-normalised): Linear-GELU-Linear."""
+    """Student item embedding [B, D] -> teacher space [B, Dt] (L2-normalised): Linear-GELU-Linear, or one Linear
+    when hidden = 0. A linear head makes the student embedding itself carry the teacher's geometry; an MLP head
+    can memorise the teacher from small differences between student vectors and leave the embedding as it was."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
         super().__init__()
         self.dims = (in_dim, hidden, out_dim)
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+        self.net = (nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim)) if hidden
+                    else nn.Sequential(nn.Linear(in_dim, out_dim)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(x), dim=-1)
@@ -272,6 +297,37 @@ def history_query(emb: torch.Tensor, rows: np.ndarray, hist: np.ndarray, live: n
     return (h * w).sum(1) / w.sum(1)  # (B, D)
 
 
+@dataclass
+class FrozenOutputs:
+    """What a frozen fusion model gives each item, computed once: raw [role] -> [N, D] output before the item
+    memory and normalisation; memory_inputs [N, F] the item memory's input features (no field dropout)."""
+
+    raw: dict[str, torch.Tensor]
+    memory_inputs: torch.Tensor
+
+
+@torch.no_grad()
+def frozen_outputs(model: OmniEmbeddingModel, encoded: EncodedItems, roles: list[str], batch_size: int,
+                   device: torch.device) -> FrozenOutputs:
+    """Run the (memory-less) content model once over every item, in eval mode, for each role."""
+    from embedding.model import InputMemory
+
+    if model.memory is not None:
+        raise ValueError("frozen_outputs needs the model without its item memory")
+    was_training = model.training
+    model.eval()
+    probe = InputMemory(model.config.model_copy(update={"memory_hidden": 1}))  # for its feature function only
+    raw: dict[str, list[torch.Tensor]] = {r: [] for r in roles}
+    inputs = []
+    for s in range(0, len(encoded), batch_size):
+        batch = collate(encoded, np.arange(s, min(len(encoded), s + batch_size)), device)
+        for r in roles:
+            raw[r].append(model(batch, role=r, task=ITEM_TASK).raw)
+        inputs.append(probe.features(batch, batch["text_field"] >= 0))
+    model.train(was_training)
+    return FrozenOutputs({r: torch.cat(v) for r, v in raw.items()}, torch.cat(inputs))
+
+
 def _fingerprint(*arrays, files: tuple[Path, ...] = (), text: str = "") -> str:
     """Short hash of what a run depends on besides its config (data, teachers, base weights, encoders)."""
     h = hashlib.sha256(text.encode())
@@ -350,6 +406,15 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
     if model.config.text_dim != encoded.text.tokens.shape[-1]:
         raise ValueError(f"base model expects text_dim={model.config.text_dim}, the encoded items have "
                          f"{encoded.text.tokens.shape[-1]}")
+    if not cfg.finetune_fusion and not cfg.memory_hidden:
+        raise ValueError("CRE with finetune_fusion=false trains only the item memory: set memory_hidden > 0")
+    roles = [ITEM_ROLE] + (["query"] if cfg.id2item_steps and cfg.aux_i2i_weight > 0 else [])
+    frozen = None if cfg.finetune_fusion else frozen_outputs(model, encoded, roles, cfg.infer_batch_size, dev)
+    if cfg.memory_hidden:
+        model = model.with_memory(cfg.memory_hidden)  # zero output: base_vectors below are the content model's
+    if frozen is not None:
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("memory."))
     D, N = model.config.embed_dim, len(encoded)
     item_ids = np.asarray(encoded.item_ids, dtype=np.int64)
     row_of = pd.Index(item_ids)
@@ -360,8 +425,17 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
     # -- data 1: seq2item sequences (TRAIN positives minus each user's last) -> item rows
     events = history_events.loc[history_events["item_id"].isin(row_of)]
     seqs = {}
-    for kind in cfg.kinds if cfg.seq2item_steps else []:
-        s = build_sequences(events, kind, cfg.history_len, item_ids, base_vectors, cfg.min_history,
+    if cfg.filter_by == "content":
+        filter_vectors = base_vectors
+    else:  # a teacher's item-ID vectors; items outside its vocabulary get 0 (ranked last)
+        if cfg.filter_by not in tmat:
+            raise ValueError(f"filter_by={cfg.filter_by!r}: expected 'content' or a teacher name {sorted(tmat)}")
+        ids, vec = tmat[cfg.filter_by]
+        filter_vectors = np.zeros((N, vec.shape[1]), np.float32)
+        rows = row_of.get_indexer(ids)
+        filter_vectors[rows[rows >= 0]] = vec[rows >= 0]
+    for kind in cfg.kinds if cfg.seq2item_steps or (cfg.id2item_steps and cfg.id2item_seq2item_weight) else []:
+        s = build_sequences(events, kind, cfg.history_len, item_ids, filter_vectors, cfg.min_history,
                             cfg.max_lookback, seed=cfg.seed)
         if len(s) >= 2:
             seqs[kind] = (row_of.get_indexer(s.history.reshape(-1)).reshape(s.history.shape),
@@ -407,24 +481,28 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
                            for name, (_, vec) in tmat.items()}).to(dev)
     seq_nce = InfoNCELoss(None, keys=list(SEQUENCE_KINDS), temperature=cfg.temperature, symmetric=False)
     aux_nce = InfoNCELoss(None, keys=["i2i"], temperature=cfg.temperature, symmetric=True)
-    anchor_nce = InfoNCELoss(None, keys=["anchor"], temperature=cfg.temperature, learnable=False)
-    criteria = nn.ModuleDict({"seq2item": seq_nce, "aux_i2i": aux_nce, "anchor": anchor_nce, **{
+    criteria = nn.ModuleDict({"seq2item": seq_nce, "aux_i2i": aux_nce, **{
         f"distill_{name}": DistillationLoss(None, heads[name], cfg.distill_cosine_weight,
                                             cfg.distill_contrastive_weight, cfg.distill_temperature)
         for name in tmat}}).to(dev)
     seq_loss, aux_loss = MatryoshkaLoss(seq_nce, dims), MatryoshkaLoss(aux_nce, dims)
     temps = [p for n, p in criteria.named_parameters() if "log_temperature" in n]
-    mparams = [p for p in model.parameters() if p.requires_grad]
+    memory = {id(p) for p in (model.memory.parameters() if model.memory is not None else [])}
+    mparams = [p for p in model.parameters() if p.requires_grad and id(p) not in memory]
+    memparams = [p for p in model.parameters() if p.requires_grad and id(p) in memory]
     hparams = list(heads.parameters())
     groups = [(cfg.lr, [p for p in mparams if p.dim() >= 2], cfg.weight_decay),
               (cfg.lr, [p for p in mparams if p.dim() < 2] + temps, 0.0),
+              (cfg.memory_lr, [p for p in memparams if p.dim() >= 2], cfg.weight_decay),
+              (cfg.memory_lr, [p for p in memparams if p.dim() < 2], 0.0),
               (cfg.head_lr, [p for p in hparams if p.dim() >= 2], cfg.weight_decay),
               (cfg.head_lr, [p for p in hparams if p.dim() < 2], 0.0)]
+    groups = [g for g in groups if g[1]]
     optimizer = torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for lr, ps, wd in groups],
                                   betas=(0.9, 0.98))
     peak = [lr for lr, _, _ in groups]
-    clip_params = mparams + hparams + temps
-    use_bank = cfg.history_grad < cfg.history_len
+    clip_params = mparams + memparams + hparams + temps
+    use_bank = cfg.finetune_fusion and cfg.history_grad < cfg.history_len  # frozen: every item has gradients
     bank = torch.as_tensor(base_vectors, device=dev) if use_bank else None
 
     # -- resume
@@ -450,14 +528,20 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
                         "bank": bank.cpu() if bank is not None else None, "step": step, "history": history,
                         "config": _comparable(cfg), "fingerprint": fingerprint}, tmp / "state.pt")
 
-    embed = lambda rows, role: model(collate(encoded, rows, dev), role=role, task=ITEM_TASK).embedding  # noqa: E731
+    def embed(rows: np.ndarray, role: str) -> torch.Tensor:
+        """Item embeddings [len(rows), D] with gradients, as the model computes them (frozen: cached fusion
+        output + the item memory on cached inputs, which is the same function)."""
+        if frozen is None:
+            return model(collate(encoded, rows, dev), role=role, task=ITEM_TASK).embedding
+        r = torch.as_tensor(rows, device=dev)
+        return F.normalize(frozen.raw[role][r] + model.memory.net(frozen.memory_inputs[r]), dim=-1)
     base_t = torch.as_tensor(base_vectors, device=dev)  # (N, D) the content model's item embeddings
 
     def anchor(emb: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, dict]:
-        """Content anchor: each item's embedding must retrieve its own content-model embedding in the batch."""
-        if cfg.content_anchor_weight <= 0 or len(rows) < 2:
+        """Content anchor: 1 - cos(each item's embedding, its content-model embedding), 0 before CRE moves it."""
+        if cfg.content_anchor_weight <= 0:
             return emb.new_zeros(()), {}
-        l_a = anchor_nce.compute_loss_from_embeddings([emb, base_t[torch.as_tensor(rows, device=dev)]], key="anchor")
+        l_a = (1.0 - (emb * base_t[torch.as_tensor(rows, device=dev)]).sum(-1)).mean()
         return cfg.content_anchor_weight * l_a, {"anchor": float(l_a.detach())}
     at = lambda live, rows: torch.as_tensor(np.searchsorted(live, rows), device=dev)  # noqa: E731
 
@@ -469,7 +553,8 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
         valid = hist >= 0
         score = np.where(valid, rng.random(hist.shape), -1.0)
         live = np.zeros_like(valid)
-        np.put_along_axis(live, np.argsort(-score, axis=1, kind="stable")[:, :cfg.history_grad], True, axis=1)
+        n_live = cfg.history_grad if use_bank else hist.shape[1]
+        np.put_along_axis(live, np.argsort(-score, axis=1, kind="stable")[:, :n_live], True, axis=1)
         live &= valid  # (B, L) embedded with gradients this step
         rows = np.unique(np.concatenate([tgt, hist[live]]))
         emb = embed(rows, ITEM_ROLE)  # (U, D)
@@ -510,6 +595,10 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
         l_a, a_parts = anchor(emb, rows)
         loss = loss + l_a
         parts.update(a_parts)
+        if seqs and cfg.id2item_seq2item_weight > 0:
+            l_s, s_parts = seq2item_step(rng)
+            loss = loss + cfg.id2item_seq2item_weight * l_s
+            parts["seq2item"] = float(l_s.detach())
         return loss, {"dataset": "id2item", **parts}
 
     # -- train

@@ -248,6 +248,8 @@ def run_experiment(
     config: LGBMConfig | None = None,
     dlrm_config=None,
     baseline: str = "baseline",
+    comparisons: Mapping[str, str] | None = None,
+    segments: Mapping[str, np.ndarray] | None = None,
     n_bootstrap: int = 200,
     seed: int = 0,
     alpha: float = 0.05,
@@ -261,6 +263,9 @@ def run_experiment(
     Returns the comparison table (columns: variant, n_features, auc, auc_lo, auc_hi, gauc, gauc_lo, gauc_hi,
     gauc_users, gauc_user_coverage, gauc_impression_coverage, logloss, logloss_lo, logloss_hi,
     {auc,gauc,logloss}_diff_vs_baseline(+_lo/_hi), best_iteration, n_train, n_test, extra metrics, run_id).
+    `comparisons` (variant -> reference variant) add paired differences {auc,gauc}_diff_vs_ref(+_lo/_hi) and
+    `ref_variant`, e.g. CRE match features vs content-only ones. `segments` (name -> bool mask over test rows,
+    e.g. cold-start items) add auc_<name>(+_lo/_hi) and n_<name>: each variant's AUC on that slice.
     """
     variants = dict(variants) if variants is not None else default_variants(train_frame.columns)
     if not variants:
@@ -302,6 +307,8 @@ def run_experiment(
         row.update(best_iteration=info.get("best_iteration", info.get("best_epoch")), n_train=info["n_train"],
                    n_test=len(test_frame))
         row.update(extra.get(name, {}))
+    _add_comparisons(rows, preds, y, users, dict(comparisons or {}), n_bootstrap, seed, alpha)
+    _add_segments(rows, preds, y, users, dict(segments or {}), n_bootstrap, seed, alpha)
     table = pd.DataFrame(rows)
     predictions = test_frame[list(KEY_COLUMNS)].copy()
     for name, p in preds.items():
@@ -313,6 +320,43 @@ def run_experiment(
                        artifact_location, log_model, n_bootstrap, seed, train_frame, test_frame)
         result.table["run_id"] = result.table["variant"].map(result.run_ids)
     return result
+
+
+def _add_comparisons(rows: list[dict], preds: dict[str, np.ndarray], y: np.ndarray, users: np.ndarray,
+                     comparisons: dict[str, str], n_bootstrap: int, seed: int, alpha: float) -> None:
+    """Paired user-bootstrap differences of each variant against its reference (same resamples for both)."""
+    unknown = sorted({*comparisons, *comparisons.values()} - set(preds))
+    if unknown:
+        raise ValueError(f"comparisons name variants that were not run: {unknown}")
+    for row in rows:
+        ref = comparisons.get(row["variant"])
+        row["ref_variant"] = ref
+        for mname in ("auc", "gauc"):
+            key = f"{mname}_diff_vs_ref"
+            if ref is None:
+                row.update({key: np.nan, f"{key}_lo": np.nan, f"{key}_hi": np.nan})
+                continue
+            d, lo, hi = paired_bootstrap_diff(METRICS[mname], y, preds[row["variant"]], preds[ref], users,
+                                              n=n_bootstrap, seed=seed, alpha=alpha)
+            row.update({key: d, f"{key}_lo": lo, f"{key}_hi": hi})
+
+
+def _add_segments(rows: list[dict], preds: dict[str, np.ndarray], y: np.ndarray, users: np.ndarray,
+                  segments: dict[str, np.ndarray], n_bootstrap: int, seed: int, alpha: float) -> None:
+    """AUC (user-bootstrap CI) of every variant on each slice of the test rows; NaN where one class only."""
+    for seg, mask in segments.items():
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != y.shape:
+            raise ValueError(f"segment {seg!r}: mask has shape {mask.shape}, the test frame {y.shape}")
+        both = mask.any() and len(np.unique(y[mask])) == 2
+        for row in rows:
+            row[f"n_{seg}"] = int(mask.sum())
+            if not both:
+                row.update({f"auc_{seg}": np.nan, f"auc_{seg}_lo": np.nan, f"auc_{seg}_hi": np.nan})
+                continue
+            point, lo, hi = bootstrap_ci(METRICS["auc"], y[mask], preds[row["variant"]][mask], users[mask],
+                                         n=n_bootstrap, seed=seed, alpha=alpha)
+            row.update({f"auc_{seg}": point, f"auc_{seg}_lo": lo, f"auc_{seg}_hi": hi})
 
 
 def _make_ranker(spec: VariantSpec, config: LGBMConfig, dlrm_config):

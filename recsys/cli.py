@@ -28,7 +28,8 @@ features_app = typer.Typer(help="Feast feature repository: apply definitions, ma
                            no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
-console = Console()
+# piped or logged output (CI, `make demo | tee`) gets room for the results table; terminals keep their width
+console = Console(width=200) if not sys.stdout.isatty() and "COLUMNS" not in os.environ else Console()
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML run config (defaults to the built-in demo settings).")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set embedding.train.steps=50.")
@@ -148,9 +149,11 @@ def features_serve(user: int = typer.Option(..., help="user_id"),
 @app.command("run")
 @_friendly_errors
 def run(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = SetOpt, run_dir: Path = RunDirOpt,
-        stages: Optional[list[str]] = typer.Option(None, "--stage", help="Run only up to these stages "
-                                                   "(data, encode, embedding, features, ranking, simulation)."),
-        force: Optional[list[str]] = typer.Option(None, "--force", help="Rerun a finished stage (repeatable).")):
+        stages: Optional[list[str]] = typer.Option(None, "--stage", help="Run only up to these stages (data, "
+                                                   "encode, embedding, teachers, cre, features, ranking, "
+                                                   "simulation)."),
+        force: Optional[list[str]] = typer.Option(None, "--force", help="Rerun a finished stage from scratch "
+                                                  "(its training checkpoint is discarded; repeatable).")):
     """The main job: prepare data, encode items, train the omni-modal embedding, mine interests, build and
     materialize Feast features, compare rankers (AUC/GAUC in MLflow) and simulate lifetime (LT7/LT14).
 
@@ -174,7 +177,8 @@ def run(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = Set
         table = result.table()
         out = Table(title="Ranker variants on the test period (95% bootstrap CIs over users)")
         out.add_column("variant")
-        for col in ("AUC", "ΔAUC vs baseline", "GAUC", "LT7", "ΔLT7 vs baseline", "LT14"):
+        for col in ("AUC", "ΔAUC vs baseline", "ΔAUC vs content-only", "AUC cold items", "GAUC", "LT7",
+                    "ΔLT7 vs baseline", "LT14"):
             out.add_column(col, justify="right")
 
         def fmt(row, key):
@@ -184,8 +188,8 @@ def run(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = Set
             return f"{row[key]:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None and not pd.isna(lo) else f"{row[key]:.4f}"
 
         for _, row in table.iterrows():
-            out.add_row(row["variant"], fmt(row, "auc"), fmt(row, "auc_diff_vs_baseline"), fmt(row, "gauc"),
-                        fmt(row, "lt7"), fmt(row, "lt7_diff"), fmt(row, "lt14"))
+            out.add_row(row["variant"], fmt(row, "auc"), fmt(row, "auc_diff_vs_baseline"), fmt(row, "auc_diff_vs_ref"),
+                        fmt(row, "auc_cold"), fmt(row, "gauc"), fmt(row, "lt7"), fmt(row, "lt7_diff"), fmt(row, "lt14"))
         console.print(out)
     console.print(f"total {time.perf_counter() - t0:.0f}s; results: {run_dir / 'results.md'}; MLflow runs: "
                   f"make ui RUN_DIR={run_dir}  (or mlflow ui --backend-store-uri {result.mlflow_uri})")

@@ -277,6 +277,13 @@ def _frames(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return split["valid"], split["test"], features_by_set
 
 
+def cold_item_rows(ds: Dataset, test: pd.DataFrame) -> np.ndarray:
+    """Test rows whose item is first seen in the test period (no interaction before valid_end): bool [len(test)]."""
+    valid_end = ds.split.valid_end
+    seen = ds.interactions.loc[ds.interactions["timestamp"] < valid_end, "item_id"].unique()
+    return ~test["item_id"].isin(seen).to_numpy()
+
+
 def stage_ranking(ctx: RunContext) -> dict:
     """Point-in-time training frames from Feast -> LightGBM variants -> MLflow (AUC, GAUC, log loss + CIs)."""
     import mlflow
@@ -294,9 +301,12 @@ def stage_ranking(ctx: RunContext) -> dict:
     emb_metrics = {**ctx.outputs["embedding"]["metrics"],
                    **{f"cre.{k}": v for k, v in ctx.outputs.get("cre", {}).get("metrics", {}).items()},
                    **{f"teachers.{k}": v for k, v in ctx.outputs.get("teachers", {}).get("metrics", {}).items()}}
+    # CRE variants are compared with their content-only twins on the same rows (paired bootstrap)
+    comparisons = {v: f"{v}_content" for v in variants if f"{v}_content" in variants}
     result = run_experiment(train, test, variants, mlflow_uri=ctx.mlflow_uri, experiment_name=ctx.experiment_name,
                             run_tags={"dataset": ctx.ds.manifest.name, "content_hash": ctx.ds.manifest.content_hash},
                             config=rc.lgbm.model_copy(update={"seed": ctx.cfg.seed}), dlrm_config=rc.dlrm,
+                            comparisons=comparisons, segments={"cold": cold_item_rows(ctx.ds, test)},
                             n_bootstrap=rc.bootstrap, seed=ctx.cfg.seed)
     mlflow.set_tracking_uri(ctx.mlflow_uri)
     with mlflow.start_run(run_id=result.parent_run_id):
@@ -383,7 +393,8 @@ class RunResult:
         """variant, AUC, GAUC, log loss (with CIs), LT7, LT14 (with CIs, where simulated)."""
         rows = pd.DataFrame(self.outputs["ranking"]["table"])
         keep = ["variant", "auc", "auc_lo", "auc_hi", "gauc", "gauc_lo", "gauc_hi", "logloss", "auc_diff_vs_baseline",
-                "auc_diff_vs_baseline_lo", "auc_diff_vs_baseline_hi"]
+                "auc_diff_vs_baseline_lo", "auc_diff_vs_baseline_hi", "ref_variant", "auc_diff_vs_ref",
+                "auc_diff_vs_ref_lo", "auc_diff_vs_ref_hi", "auc_cold", "auc_cold_lo", "auc_cold_hi", "n_cold"]
         table = rows[[c for c in keep if c in rows.columns]].copy()
         sim = self.outputs.get("simulation", {}).get("summary")
         if sim:
@@ -420,6 +431,8 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None =
             raise RuntimeError(f"stage '{stage}' has not run in {run_dir}; run it first")
         if on_stage:
             on_stage(stage, "start")
+        if stage in ctx.force:
+            _discard_training_state(run_dir, stage)
         t0 = time.perf_counter()
         payload = STAGE_FUNCS[stage](ctx)
         ctx.timings[stage] = time.perf_counter() - t0
@@ -432,6 +445,21 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None =
     if "ranking" in ctx.outputs:
         write_report(result)
     return result
+
+
+TRAINING_STATE = {"embedding": ("embedding/checkpoint",), "cre": ("cre/checkpoint", "cre/cre_summary.json")}
+"""What a forced stage discards so that it trains from scratch (a checkpoint of another config would refuse)."""
+
+
+def _discard_training_state(run_dir: Path, stage: str) -> None:
+    import shutil
+
+    for rel in TRAINING_STATE.get(stage, ()):
+        path = run_dir / rel
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.is_file():
+            path.unlink()
 
 
 def write_report(result: RunResult) -> Path:

@@ -80,7 +80,7 @@ def tiny_model_cfg() -> OmniEmbeddingConfig:
 
 def tiny_cre(**kw) -> CREConfig:
     base = dict(seq2item_steps=40, id2item_steps=40, batch_size=24, aux_batch_size=16, lr=3e-3, head_lr=5e-3,
-                warmup_steps=3, head_hidden=32, history_grad=3, bank_refresh_every=10, checkpoint_every=20,
+                warmup_steps=3, history_grad=3, bank_refresh_every=10, checkpoint_every=20,
                 log_every=20, eval_max_queries=200, num_threads=1, pairs=PairConfig(holdout_fraction=0.15))
     return CREConfig(**{**base, **kw})
 
@@ -113,7 +113,7 @@ def _weights(d) -> dict[str, torch.Tensor]:
 # ---- config -----------------------------------------------------------------------------------------------
 def test_config_validation():
     c = CREConfig()
-    assert (c.seq2item_steps, c.id2item_steps, c.history_len) == (150, 150, 10)
+    assert (c.seq2item_steps, c.id2item_steps, c.history_len) == (600, 600, 10)
     assert c.sequence_mix == {"vanilla": 0.5, "filtered": 0.5}
     with pytest.raises(ValueError, match="zigzag"):
         CREConfig(sequence_mix={"zigzag": 1.0})
@@ -312,6 +312,28 @@ def test_cre_raises_collaborative_metrics(trained):
     assert res.info["sequences"]["vanilla"]["sequences"] > 0 and res.info["distill_items"] == N_COMM * PER_COMM
 
 
+def test_frozen_fusion_trains_only_the_item_memory(trained, base_dir):
+    """Default (finetune_fusion=false): every base weight is unchanged, the added memory is not zero, and the
+    heads are linear maps onto the teacher."""
+    res, _ = trained
+    base, after = _weights(base_dir), _weights(res.model_dir)
+    assert set(after) - set(base) and all(k.startswith("memory.") for k in set(after) - set(base))
+    assert all(torch.equal(base[k], after[k]) for k in base)
+    assert after["memory.net.2.weight"].abs().sum() > 0
+    heads = load_heads(res.heads_path)
+    assert [type(m) for m in heads["fake"].net] == [nn.Linear]
+
+
+def test_teacher_filtered_sequences(world, base_dir, tmp_path):
+    ds, enc, teacher, _, _ = world
+    res = run_cre(ds, enc, base_dir, {"fake": teacher}, tiny_cre(seq2item_steps=2, id2item_steps=2,
+                                                                 filter_by="fake"), tmp_path / "t", "cpu")
+    assert res.info["sequences"]["filtered"]["sequences"] > 0
+    with pytest.raises(ValueError, match="filter_by='nope'"):
+        run_cre(ds, enc, base_dir, {"fake": teacher}, tiny_cre(seq2item_steps=2, id2item_steps=2, filter_by="nope"),
+                tmp_path / "n", "cpu")
+
+
 def test_cold_start_items_embedded_from_content(world, trained):
     ds, enc, teacher, community, _ = world
     res, out = trained
@@ -329,9 +351,10 @@ def test_cold_start_items_embedded_from_content(world, trained):
     assert set(space.projected) == {"fake"} and np.allclose(space.vectors[cold], emb, atol=1e-5)
 
 
-def test_resume_equals_uninterrupted_and_rerun_is_noop(world, base_dir, tmp_path):
+@pytest.mark.parametrize("finetune_fusion", [False, True], ids=["frozen_fusion", "finetune_fusion"])
+def test_resume_equals_uninterrupted_and_rerun_is_noop(world, base_dir, tmp_path, finetune_fusion):
     ds, enc, teacher, _, _ = world
-    cfg = tiny_cre(seq2item_steps=4, id2item_steps=4, checkpoint_every=2)
+    cfg = tiny_cre(seq2item_steps=4, id2item_steps=4, checkpoint_every=2, finetune_fusion=finetune_fusion)
     full = run_cre(ds, enc, base_dir, {"fake": teacher}, cfg, tmp_path / "full", "cpu")
 
     class Interrupt(Exception):
@@ -344,7 +367,7 @@ def test_resume_equals_uninterrupted_and_rerun_is_noop(world, base_dir, tmp_path
     with pytest.raises(Interrupt):
         run_cre(ds, enc, base_dir, {"fake": teacher}, cfg, tmp_path / "cut", "cpu", on_step=stop_at_5)
     state = torch.load(tmp_path / "cut" / "checkpoint" / "state.pt", weights_only=False)
-    assert state["step"] == 4 and state["bank"] is not None
+    assert state["step"] == 4 and (state["bank"] is not None) == finetune_fusion  # the bank: fine-tuning only
     resumed = run_cre(ds, enc, base_dir, {"fake": teacher}, cfg, tmp_path / "cut", "cpu")
     assert resumed.info["steps_this_run"] == 4
     a, b = _weights(full.model_dir), _weights(resumed.model_dir)

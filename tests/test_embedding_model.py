@@ -229,6 +229,35 @@ def test_save_load_round_trip(model, enc, tmp_path):
     assert OmniEmbeddingModel.from_pretrained(tmp_path / "old").text_skip is None
 
 
+def test_item_memory_starts_at_zero_learns_and_round_trips(model, enc, tmp_path):
+    """with_memory adds the item memory with a zero output (same embeddings), it can then fit item-specific
+    targets, and it survives save/load. Its inputs see every modality and are zero for absent ones."""
+    batch = collate(enc, np.arange(len(enc)), "cpu")
+    mem = model.with_memory(64)
+    assert mem.config.memory_hidden == 64 and model.memory is None and mem.with_memory(64) is mem
+    assert torch.equal(mem(batch).embedding, model(batch).embedding)
+    feats = mem.memory.features(batch, batch["text_field"] >= 0)
+    assert feats.shape == (len(enc), sum(d for _, d in mem.memory.parts))
+    assert [n for n, _ in mem.memory.parts] == ["text", "image", "audio", "pre_clip"]
+    no_img = ~enc.image_mask.any(1)
+    img = slice(DT * len(TEXT_FIELDS), DT * len(TEXT_FIELDS) + DI)
+    assert no_img.any() and torch.all(feats[torch.as_tensor(no_img), img] == 0)
+    # fit random unit targets through the memory only: every item is told apart from content
+    target = F.normalize(torch.randn(len(enc), 32, generator=torch.Generator().manual_seed(0)), dim=-1)
+    opt = torch.optim.Adam(mem.memory.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss = (1 - (mem(batch).embedding * target).sum(-1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.05
+    mem.eval().save_pretrained(tmp_path / "mem")
+    loaded = OmniEmbeddingModel.from_pretrained(tmp_path / "mem")
+    assert loaded.config.memory_hidden == 64 and torch.equal(loaded(batch).embedding, mem(batch).embedding)
+    with pytest.raises(ValueError, match="already has an item memory"):
+        mem.with_memory(32)
+
+
 # ---- losses ---------------------------------------------------------------------------------------------
 def test_infonce_decreases_on_easy_problem():
     torch.manual_seed(0)

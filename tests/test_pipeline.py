@@ -124,3 +124,13 @@ def test_data_prepare_bad_input_exits_2(tmp_path):
     assert proc.returncode == 2
     assert "items.parquet" in proc.stdout and "duplicate item id" in proc.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_forced_cre_with_new_settings_trains_from_scratch(tiny_run):
+    """--force STAGE discards that stage's checkpoint: a changed config reruns instead of refusing to resume.
+    (Last in this module: it rewrites the cre stage of the shared run.)"""
+    proc = _run(["run", "--config", "configs/tiny.yaml", "--run-dir", str(tiny_run), "--stage", "cre",
+                 "--force", "cre", "--set", "embedding.cre.id2item_steps=4"], timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    cre = json.loads((tiny_run / "stages" / "cre.json").read_text())
+    assert cre["metrics"]["train/steps"] == 14.0

@@ -211,6 +211,30 @@ def test_match_variant_beats_baseline(experiment):
                                              "baseline", "match", "match_sid"]
 
 
+def test_paired_comparisons_and_segments(frames):
+    """comparisons give paired differences against a named reference; segments give AUC on a slice of rows."""
+    train, test = frames
+    variants = {k: v for k, v in default_variants(train.columns).items() if k in ("baseline", "match")}
+    cold = (test["item_id"].to_numpy() % 3) == 0
+    res = run_experiment(train, test, variants, config=FAST, n_bootstrap=30, seed=0,
+                         comparisons={"match": "baseline"}, segments={"cold": cold})
+    t = res.table.set_index("variant")
+    assert t.loc["match", "ref_variant"] == "baseline" and t.loc["baseline", "ref_variant"] is None
+    assert np.isclose(t.loc["match", "auc_diff_vs_ref"], t.loc["match", "auc_diff_vs_baseline"])
+    assert t.loc["match", "auc_diff_vs_ref_lo"] <= t.loc["match", "auc_diff_vs_ref"] <= t.loc["match",
+                                                                                               "auc_diff_vs_ref_hi"]
+    assert np.isnan(t.loc["baseline", "auc_diff_vs_ref"])
+    from sklearn.metrics import roc_auc_score
+    y = test["label"].to_numpy()
+    for v in variants:
+        assert np.isclose(t.loc[v, "auc_cold"], roc_auc_score(y[cold], res.predictions[v].to_numpy()[cold]))
+        assert t.loc[v, "n_cold"] == cold.sum()
+    with pytest.raises(ValueError, match="not run"):
+        run_experiment(train, test, variants, config=FAST, n_bootstrap=5, comparisons={"match": "nope"})
+    with pytest.raises(ValueError, match="segment 'cold'"):
+        run_experiment(train, test, variants, config=FAST, n_bootstrap=5, segments={"cold": cold[:-1]})
+
+
 def test_mlflow_runs_metrics_artifacts_and_model_reload(experiment, frames):
     from mlflow.tracking import MlflowClient
 

@@ -63,7 +63,7 @@ class BehaviourLaw:
     w_topic: float = 3.0
     w_style: float = 0.6
     w_quality: float = 1.0
-    w_community: float = 1.5
+    w_community: float = 2.0
     w_hype: float = 0.5
     hype_decay_days: float = 10.0
     engagement_noise: float = 0.6
