@@ -311,21 +311,19 @@ class FrozenOutputs:
 @torch.no_grad()
 def frozen_outputs(model: OmniEmbeddingModel, encoded: EncodedItems, roles: list[str], batch_size: int,
                    device: torch.device) -> FrozenOutputs:
-    """Run the (memory-less) content model once over every item, in eval mode, for each role."""
-    from embedding.model import InputMemory
-
-    if model.memory is not None:
-        raise ValueError("frozen_outputs needs the model without its item memory")
+    """Run the model (with its item memory) once over every item, in eval mode, for each role."""
+    if model.memory is None:
+        raise ValueError("frozen_outputs needs a model with an item memory (OmniEmbeddingModel.with_memory)")
     was_training = model.training
     model.eval()
-    probe = InputMemory(model.config.model_copy(update={"memory_hidden": 1}))  # for its feature function only
     raw: dict[str, list[torch.Tensor]] = {r: [] for r in roles}
     inputs = []
     for s in range(0, len(encoded), batch_size):
         batch = collate(encoded, np.arange(s, min(len(encoded), s + batch_size)), device)
         for r in roles:
-            raw[r].append(model(batch, role=r, task=ITEM_TASK).raw)
-        inputs.append(probe.features(batch, batch["text_field"] >= 0))
+            r_raw, _, _, tmask = model.content_raw(batch, role=r, task=ITEM_TASK)
+            raw[r].append(r_raw)
+        inputs.append(model.memory.features(batch, tmask))
     model.train(was_training)
     return FrozenOutputs({r: torch.cat(v) for r, v in raw.items()}, torch.cat(inputs))
 
@@ -410,10 +408,10 @@ def _train(ds, encoded, base_model_dir, tmat, cfg, out_dir, dev, on_step, histor
                          f"{encoded.text.tokens.shape[-1]}")
     if not cfg.finetune_fusion and not cfg.memory_hidden:
         raise ValueError("CRE with finetune_fusion=false trains only the item memory: set memory_hidden > 0")
-    roles = [ITEM_ROLE] + (["query"] if cfg.id2item_steps and cfg.aux_i2i_weight > 0 else [])
-    frozen = None if cfg.finetune_fusion else frozen_outputs(model, encoded, roles, cfg.infer_batch_size, dev)
     if cfg.memory_hidden:
         model = model.with_memory(cfg.memory_hidden)  # zero output: base_vectors below are the content model's
+    roles = [ITEM_ROLE] + (["query"] if cfg.id2item_steps and cfg.aux_i2i_weight > 0 else [])
+    frozen = None if cfg.finetune_fusion else frozen_outputs(model, encoded, roles, cfg.infer_batch_size, dev)
     if frozen is not None:
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("memory."))

@@ -410,6 +410,15 @@ class OmniEmbeddingModel(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor], role: str = "target", task: str = "i2i") -> EmbeddingOutput:
+        raw, pooled, valid, tmask = self.content_raw(batch, role, task)
+        if self.memory is not None:
+            raw = raw + self.memory(batch, tmask)
+        return EmbeddingOutput(embedding=F.normalize(raw, dim=-1), raw=raw, pooled=pooled, token_mask=valid)
+
+    def content_raw(self, batch: dict[str, Tensor], role: str = "target", task: str = "i2i"
+                    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The output before the item memory and the normalisation -> (raw [B, D], pooled [B, H], token mask
+        [B, T], text mask [B, Lt] after field dropout). CRE with a frozen fusion model computes it once."""
         x, valid, tmask = self._tokens(batch, role, task)  # (B, T, H), (B, T), (B, Lt)
         h = self.fusion(x, src_key_padding_mask=~valid)  # bidirectional attention over valid tokens
         w = valid.to(h.dtype)[..., None]  # (B, T, 1)
@@ -418,9 +427,7 @@ class OmniEmbeddingModel(nn.Module):
         skip = self.residual(batch, tmask)
         if skip is not None:
             raw = raw + skip
-        if self.memory is not None:
-            raw = raw + self.memory(batch, tmask)
-        return EmbeddingOutput(embedding=F.normalize(raw, dim=-1), raw=raw, pooled=pooled, token_mask=valid)
+        return raw, pooled, valid, tmask
 
     def configure_optimizer(self, lr: float, weight_decay: float, extra_params: list[nn.Parameter] = (),
                             betas: tuple[float, float] = (0.9, 0.98), residual_lr_scale: float = 1.0

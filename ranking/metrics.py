@@ -40,13 +40,19 @@ def _arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
+def _weighted(y, p, sample_weight):
+    """(y, p, weights) as arrays, rows of weight 0 (absent from a bootstrap resample) dropped."""
+    y, p = _arrays(y, p)
+    if sample_weight is None:
+        return y, p, None
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    keep = sample_weight > 0
+    return y[keep], p[keep], sample_weight[keep]
+
+
 def auc(y, p, groups=None, sample_weight=None) -> float:
     """Global ROC AUC; NaN when only one class is present. `groups` is ignored."""
-    y, p = _arrays(y, p)
-    if sample_weight is not None:
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-        keep = sample_weight > 0
-        y, p, sample_weight = y[keep], p[keep], sample_weight[keep]
+    y, p, sample_weight = _weighted(y, p, sample_weight)
     if len(y) == 0 or y.min() == y.max():
         return float("nan")
     return float(roc_auc_score(y, p, sample_weight=sample_weight))
@@ -54,11 +60,7 @@ def auc(y, p, groups=None, sample_weight=None) -> float:
 
 def logloss(y, p, groups=None, sample_weight=None) -> float:
     """Mean binary log loss (natural log), p clipped to [1e-7, 1 - 1e-7]. `groups` is ignored."""
-    y, p = _arrays(y, p)
-    if sample_weight is not None:
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-        keep = sample_weight > 0
-        y, p, sample_weight = y[keep], p[keep], sample_weight[keep]
+    y, p, sample_weight = _weighted(y, p, sample_weight)
     if len(y) == 0:
         return float("nan")
     return float(log_loss(y, np.clip(p, EPS, 1 - EPS), sample_weight=sample_weight, labels=[0, 1]))
