@@ -2,7 +2,7 @@
 
     run_cre(ds, encoded, base_model_dir, teachers, cfg, out_dir, device)
       stage 1  seq2item  (cfg.seq2item_steps)  mean of <= 10 history item embeddings -> next item, InfoNCE
-      stage 2  ID2item   (cfg.id2item_steps)   projection heads onto the teachers' item-ID vectors + aux i2i
+      stage 2  ID2item   (cfg.id2item_steps)   linear heads onto the teachers' item-ID vectors + seq2item
       -> CREResult(model_dir, metrics (before/... and after), steps_per_sec)
 
 Seq2item. Sequences come from TRAIN-split positives minus each user's last one (`seq2item_events`: the last one
@@ -19,7 +19,7 @@ probabilities `sequence_mix` and a learnable temperature each:
 What learns (our choice for CPU budgets; SAIL fine-tunes its whole model). CRE adds an item memory to the
 model (embedding.model.InputMemory: a wide MLP over the pooled raw inputs, added to the output, zero at the
 start). With `finetune_fusion: false` (default) the fusion transformer is frozen: its per-item outputs are
-computed once, each step costs one MLP pass, and 1,200 steps take about a minute on 2 cores. Fine-tuning the
+computed once, each step costs one MLP pass, and 1,200 steps take about two minutes on one CPU thread. Fine-tuning the
 128-wide fusion transformer instead (600 distillation steps) moved the teacher cosine from 0 to 0.4 and left
 behaviour-pair i2i recall where it was (0.011 -> 0.015 on the synthetic world); with the memory, the demo's CRE
 raises it to 0.026. Items are still embedded from content alone (cold items too).
@@ -33,8 +33,8 @@ ID2item (feature distillation). For every teacher (e.g. {"id": two-tower, "seque
 embedding as it was; `head_hidden` > 0 gives one) maps the student's item embedding onto that teacher's item-ID
 vectors, with `DistillationLoss` = w_cos * (1 - cos) + w_nce * in-batch InfoNCE(projected, teacher). Cosine
 alone fixes each item's position; the contrastive term keeps the teacher's neighbourhoods apart (its relative
-geometry), which is what recommendation uses. Only items in a teacher's vocabulary (train-period items) are distillation
-targets; batches are drawn from the union of the vocabularies and each teacher's loss uses its own items.
+geometry), which is what recommendation uses. Only items in a teacher's vocabulary (train-period items) are
+distillation targets; batches are drawn from the union of the vocabularies and each teacher's loss uses its own items.
 Multi-task (stage 2 is never distillation alone): the seq2item loss keeps running (`id2item_seq2item_weight`;
 without it distillation undid stage 1 and cost 0.04 ranker AUC on the synthetic world), the content anchor keeps
 content perception, and optionally the auxiliary i2i loss (content trainer's Matryoshka InfoNCE on co-engagement
@@ -102,7 +102,7 @@ SUMMARY_NAME = "cre_summary.json"
 
 class CREConfig(BaseModel):
     """Defaults fit the demo budget with the frozen fusion model (finetune_fusion=false): 600 + 600 steps of
-    one item-memory MLP pass each, about a minute on 2 CPU cores for ~2000 items (plus evaluation).
+    one item-memory MLP pass each, about two minutes on one CPU thread for ~2000 items (plus evaluation).
     The loss weights were chosen on the synthetic world by the ranker's AUC with CRE match features against
     content-only ones (README, CRE section), not by the CRE evaluators alone."""
 
@@ -144,7 +144,8 @@ class CREConfig(BaseModel):
     distill_contrastive_weight: float = Field(1.0, ge=0)
     aux_i2i_weight: float = Field(0.0, ge=0, description="stage 2: auxiliary co-engagement i2i InfoNCE (content "
                                   "training's i2i task); 0 = off. Off by default: it raises behaviour-pair i2i "
-                                  "recall but cost 0.017 ranker AUC on the synthetic world")
+                                  "recall but cost 0.027 ranker AUC on the synthetic world (BENCHMARKS.md, CRE "
+                                  "ablations)")
     id2item_seq2item_weight: float = Field(1.0, ge=0, description="stage 2 keeps the seq2item loss at this "
                                            "weight (multi-task), so distillation does not undo stage 1; 0 = off")
     content_anchor_weight: float = Field(1.0, ge=0, description="both stages: 1 - cos(each item's embedding, "
