@@ -22,7 +22,7 @@ start). With `finetune_fusion: false` (default) the fusion transformer is frozen
 computed once, each step costs one MLP pass, and 1,200 steps take about two minutes on one CPU thread. Fine-tuning the
 128-wide fusion transformer instead (600 distillation steps) moved the teacher cosine from 0 to 0.4 and left
 behaviour-pair i2i recall where it was (0.011 -> 0.015 on the synthetic world); with the memory, the demo's CRE
-raises it to 0.026. Items are still embedded from content alone (cold items too).
+raises it to 0.025. Items are still embedded from content alone (cold items too).
 With `finetune_fusion: true` the whole model trains; to fit CPU budgets only `history_grad` random history items
 per sequence (and every target) are then embedded with gradients, the others are read from a bank of item
 embeddings (no gradient) refreshed every `bank_refresh_every` steps (a MoCo-style memory bank);
