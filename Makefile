@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test test-fast bench ui clean
+.PHONY: install demo lint test test-fast bench ui clean
 
 install: $(STAMP)
 
@@ -31,7 +31,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/recsys run --config configs/demo.yaml --run-dir $(RUN_DIR)
 
-test: install
+# ruff and the layering contracts (pyproject.toml) run first: a broken arrow fails `make test` in seconds
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-logo
+
+test: lint
 	$(PY) -m pytest tests
 
 test-fast: install

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -34,6 +33,8 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 MOVIELENS = Path(os.environ.get("RECSYS_SHARED", REPO.parent / "shared")) / "data" / "movielens-small"
+
+from recsys.io import write_text  # noqa: E402
 
 
 def _movies(n: int, with_posters: bool):
@@ -96,12 +97,13 @@ def _cpu() -> float:
 def _measure(job: dict, queue) -> None:
     """Runs in a subprocess: one modality, empty cache, reports rate and memory."""
     from embedding.encoders import EncoderConfig, encode_items, encode_texts
-    from embedding.encoders.encode import auto_threads
+    from recsys.runtime import resolve_threads
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         kind = job["kind"]
-        base = {"progress": False, "num_threads": job["threads"]}
+        threads = job["threads"] or EncoderConfig().num_threads
+        base = {"progress": False, "num_threads": threads}
         if kind == "image":
             movies = _movies(job["n"], with_posters=True)
             ds = _dataset(movies, root)
@@ -136,7 +138,7 @@ def _measure(job: dict, queue) -> None:
         seconds, cpu = time.perf_counter() - t0, _cpu() - c0
         cache_bytes = sum(p.stat().st_size for p in (root / "cache").rglob("*.npz"))
     queue.put({"kind": kind, "label": job["label"], "items": n, "seconds": seconds, "rate": n / seconds,
-               "cpu_rate": n / max(cpu, 1e-9), "threads": job["threads"] or auto_threads(),
+               "cpu_rate": n / max(cpu, 1e-9), "threads": resolve_threads(threads),
                "shape": shape, "bytes_per_item": bytes_per_item, "cache_bytes_per_item": cache_bytes / max(n, 1),
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
@@ -160,7 +162,7 @@ def _quality(job: dict, queue) -> None:
         ds = _dataset(movies, Path(tmp))
         for label, image in job["settings"]:
             cfg = EncoderConfig(text={"enabled": False}, audio={"enabled": False}, image=image, progress=False,
-                                num_threads=job["threads"])
+                                num_threads=job["threads"] or EncoderConfig().num_threads)
             enc = encode_items(ds, cfg, Path(tmp) / "cache", device="cpu")
             x = enc.image[:, 0].astype(np.float32).mean(1)  # mean over patches -> [N, Di]
             x = (x - x.mean(0)) / (x.std(0) + 1e-6)
@@ -212,9 +214,7 @@ def _update_markdown(path: Path, section: str) -> None:
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def main(argv=None) -> None:
@@ -223,7 +223,7 @@ def main(argv=None) -> None:
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--clips", type=int, default=64)
     ap.add_argument("--quality", type=int, default=800, help="posters for the quality check (0 = skip)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's auto)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the encoder config's)")
     ap.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -240,7 +240,8 @@ def main(argv=None) -> None:
     for job in jobs:
         r = _run(_measure, {**job, "threads": args.threads})
         results.append(r)
-        print(f"{r['label']:<28} {r['items']:>5} items {r['rate']:8.1f}/s ({r['cpu_rate']:.1f}/CPU-s)  shape {r['shape']}  "
+        print(f"{r['label']:<28} {r['items']:>5} items {r['rate']:8.1f}/s ({r['cpu_rate']:.1f}/CPU-s)  "
+              f"shape {r['shape']}  "
               f"{r['bytes_per_item'] / 1024:.1f} KiB/item  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
     quality = None
     if args.quality:
@@ -256,7 +257,8 @@ def main(argv=None) -> None:
 
     lines = ["## Encoding throughput", "",
              f"Measured {dt.date.today().isoformat()} with `benchmarks/encode_throughput.py` on {machine}; "
-             f"torch threads = {results[0]['threads']}, CPU only. Other processes (parallel helpers, tests) may share these "
+             f"torch threads = {results[0]['threads']}, CPU only. Other processes (parallel helpers, tests) may "
+             "share these "
              "cores, so rates are lower bounds. End to end with an empty cache: read + hash + decode + encode + "
              "cache write; model loading excluded.", "",
              "| modality | items | items/s (wall) | items per CPU-second | per-item shape | fp16 KiB/item | "
@@ -276,7 +278,8 @@ def main(argv=None) -> None:
                   "| setting | kNN@10 genre share | probe AUC |", "|---|---:|---:|"]
         lines += [f"| {r['label']} | {r['knn_share']:.3f} | {r['probe_auc']:.3f} |" for r in quality["rows"]]
     img = [r for r in results if r["kind"] == "image"]
-    lines += ["", f"Default vs 224x224 head-1280 (the stack notes' setting): {img[0]['cpu_rate'] / img[-1]['cpu_rate']:.1f}x "
+    speedup = img[0]["cpu_rate"] / img[-1]["cpu_rate"]
+    lines += ["", f"Default vs 224x224 head-1280 (the stack notes' setting): {speedup:.1f}x "
               f"the posters per CPU-second, {img[-1]['bytes_per_item'] / img[0]['bytes_per_item']:.0f}x less storage"
               + (f"; kNN genre share {quality['rows'][0]['knn_share'] - quality['rows'][3]['knn_share']:+.3f}, "
                  f"probe AUC {quality['rows'][0]['probe_auc'] - quality['rows'][3]['probe_auc']:+.3f}."

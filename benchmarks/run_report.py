@@ -29,21 +29,21 @@ def machine() -> str:
 
 
 def online_latency(run_dir: Path, requests: int, n_candidates: int = 100, seed: int = 0) -> dict[str, float]:
+    from features.definitions import SERVICES
     from features.repo import FeatureRepo
-    from features.serving import rank_frame
 
     repo = FeatureRepo(run_dir)
     items = pd.read_parquet(run_dir / "dataset" / "items.parquet", columns=["item_id"])["item_id"].to_numpy()
     users = pd.read_parquet(run_dir / "dataset" / "interactions.parquet", columns=["user_id"])["user_id"].unique()
     rng = np.random.default_rng(seed)
     out = {}
-    for service in ("ranking_baseline_v1", "ranking_match_v1", "ranking_match_sid_v1"):
-        rank_frame(repo, int(users[0]), items[:n_candidates].tolist(), service)  # warm-up
+    for service in SERVICES:
+        repo.online(int(users[0]), items[:n_candidates].tolist(), service)  # warm-up
         times = []
         for _ in range(requests):
             u, c = int(rng.choice(users)), rng.choice(items, n_candidates, replace=False).tolist()
             t0 = time.perf_counter()
-            rank_frame(repo, u, c, service)
+            repo.online(u, c, service)
             times.append((time.perf_counter() - t0) * 1000)
         out[service] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)))
     return out

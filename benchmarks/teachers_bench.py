@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/teachers_bench.py [--items 2000 --users 300 --events 85] [--nproc 1 2]
 
-Generates a cluster/Markov world (recsys.teachers.data.cluster_markov_dataset; default ~20k train interactions,
-~17k train positives), runs `python -m torch.distributed.run --nproc_per_node N -m recsys.teachers` for each N
-with the default TeacherConfig, and prints a markdown table: training examples/s (all ranks together; ID teacher
+Generates a cluster/Markov world (embedding.teachers.data.cluster_markov_dataset; default ~20k train interactions,
+~17k train positives), runs `torchrun --nproc-per-node N --master-addr 127.0.0.1 -m recsys.cli teachers` for each
+N with the default teachers config (`--set teachers.sasrec.epochs=5` style overrides are passed on), and prints a
+markdown table: training examples/s (all ranks together; ID teacher
 example = one (user, item) pair, sequence teacher example = one next-item position), wall time of the whole
 command (imports, planning, training, export) and next-item Recall@10 on leave-last-out in the train period.
 """
@@ -24,8 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from embedding.teachers import REPORT_NAME  # noqa: E402
+from embedding.teachers.data import cluster_markov_dataset  # noqa: E402
 from recsys.data.dataset import write_dataset  # noqa: E402
-from recsys.teachers.data import cluster_markov_dataset  # noqa: E402
 
 
 def _free_port() -> int:
@@ -38,15 +40,15 @@ def run(ds_dir: Path, out: Path, nproc: int, overrides: list[str]) -> tuple[dict
     port = str(_free_port())
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-           "127.0.0.1", "--master_port", port, "-m", "recsys.teachers", "--dataset", str(ds_dir), "--out",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-addr",
+           "127.0.0.1", "--master-port", port, "-m", "recsys.cli", "teachers", "--dataset", str(ds_dir), "--out",
            str(out), "--teacher", "both"] + [a for o in overrides for a in ("--set", o)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"nproc={nproc} failed:\n{proc.stderr[-3000:]}")
-    return json.loads((out / "teachers_report.json").read_text()), wall
+    return json.loads((out / REPORT_NAME).read_text()), wall
 
 
 def main() -> None:
@@ -56,7 +58,8 @@ def main() -> None:
     p.add_argument("--users", type=int, default=300)
     p.add_argument("--events", type=int, default=85)
     p.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   help="run-config override, e.g. teachers.sasrec.epochs=5 (repeatable)")
     args = p.parse_args()
     ds = cluster_markov_dataset(n_items=args.items, n_clusters=args.clusters, n_users=args.users,
                                 events_per_user=args.events, seed=1)

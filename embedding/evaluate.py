@@ -12,8 +12,9 @@ An evaluator only scores vectors; *what* produces them is an `Embedder`:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import faiss
 import numpy as np

@@ -6,8 +6,6 @@ different instructions). Rows are processed sorted by text length so each batch 
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +13,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from embedding.batches import collate, collate_texts
 from embedding.encoders.types import EncodedItems, TextTokens
-from embedding.model import OmniEmbeddingModel, collate, collate_texts
+from embedding.model import OmniEmbeddingModel
 from recsys.data.dataset import Dataset
-from recsys.utils import resolve_device
+from recsys.io import atomic_file
+from recsys.runtime import resolve_device
+
+ITEM_ROLE, ITEM_TASK = "target", "i2i"  # the instruction every item-embeddings table is written with
 
 
 def _length_order(field: np.ndarray) -> np.ndarray:
@@ -44,7 +46,7 @@ def _run(model: OmniEmbeddingModel, n: int, order: np.ndarray, make_batch, role:
 
 
 def embed_items(model: OmniEmbeddingModel, encoded: EncodedItems, batch_size: int = 256, device: str = "auto",
-                role: str = "target", task: str = "i2i", dim: int | None = None,
+                role: str = ITEM_ROLE, task: str = ITEM_TASK, dim: int | None = None,
                 rows: np.ndarray | None = None) -> np.ndarray:
     """Embeddings [N, D] float32 (L2-normalised; `dim` = a Matryoshka prefix) of `encoded` (or its `rows`)."""
     dev = resolve_device(device)
@@ -106,11 +108,6 @@ def write_item_embeddings(ds: Dataset, item_ids: np.ndarray, emb, sids: np.ndarr
     df["model_version"] = str(model_version)
     df["event_timestamp"] = pd.to_datetime(created.loc[item_ids].to_numpy(), utc=True).astype("datetime64[us, UTC]")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_file(path) as tmp:
         df.to_parquet(tmp, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -157,43 +157,6 @@ class MatryoshkaLoss(nn.Module):
     def get_config_dict(self) -> dict:
         return {"base_loss": type(self.base_loss).__name__, "dims": self.dims, "weights": self.weights,
                 **{f"base.{k}": v for k, v in self.base_loss.get_config_dict().items()}}
-
-
-class CoSENTLoss(nn.Module):
-    """CoSENT for graded similarity scores (SAIL §3.3.2, Su 2022).
-
-    ``loss = log(1 + sum_{s(i) > s(j)} exp((cos_j - cos_i) * scale))`` over all pairs of pairs in the batch
-    whose gold scores are ordered: a pair with a higher gold score should get a higher cosine.
-
-    Args:
-        scale: 1 / temperature (sentence-transformers default 20).
-
-    Inputs:
-        +---------------------------------+-----------------------+
-        | embeddings                      | labels                |
-        +=================================+=======================+
-        | [a [B, D], b [B, D]]            | float scores [B]      |
-        +---------------------------------+-----------------------+
-    """
-
-    def __init__(self, model: nn.Module | None = None, scale: float = 20.0) -> None:
-        super().__init__()
-        if not scale > 0:
-            raise ValueError(f"CoSENT scale must be > 0, got {scale}")
-        self.model, self.scale = model, scale
-
-    def forward(self, features: Features, labels: Tensor, **kw) -> Tensor:
-        return self.compute_loss_from_embeddings(_embed(self.model, features), labels)
-
-    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor, **kw) -> Tensor:
-        cos = F.cosine_similarity(embeddings[0], embeddings[1], dim=-1) * self.scale  # (B,)
-        diff = cos[None, :] - cos[:, None]  # diff[i, j] = cos_j - cos_i
-        ordered = labels[:, None] > labels[None, :]  # gold(i) > gold(j)
-        diff = diff[ordered]
-        return torch.logsumexp(torch.cat([diff.new_zeros(1), diff]), dim=0)
-
-    def get_config_dict(self) -> dict:
-        return {"scale": self.scale}
 
 
 class DistillationLoss(nn.Module):

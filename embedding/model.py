@@ -25,120 +25,30 @@ and behaviour recall barely); the wide MLP learns it quickly, from content alone
 The first 64 / 128 / ... dimensions are trained as Matryoshka prefixes (see embedding.losses.MatryoshkaLoss);
 `EmbeddingOutput.truncate(d)` gives a normalised prefix.
 
-Batches are dicts of tensors built by `collate(encoded, idx, device)` / `collate_texts(tokens, idx, device)`:
-
-    text_tokens [B, Lt, Dt] float   text_field [B, Lt] long (-1 = padding)
-    image [B, F, P, Di] float       image_mask [B, F] bool            (optional)
-    audio [B, K, n_mels, T] or [B, K, Da] float, audio_mask [B, K]   (optional)
-    pre_<name> [B, D_name] float, NaN rows = missing                  (optional, one per precomputed vector)
+The config lives in embedding.model_config; batches (dicts of tensors) are built by embedding.batches.collate.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from embedding.encoders.types import TEXT_FIELDS, EncodedItems, TextTokens
+from embedding.encoders.audio import ConvAudioEncoder
+from embedding.encoders.types import TEXT_FIELDS
+from embedding.model_config import OmniEmbeddingConfig
 from embedding.perceiver import VisualPerceiver
+from recsys.io import atomic_file, write_json
 
 ROLES: tuple[str, ...] = ("query", "target")
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-class OmniEmbeddingConfig(BaseModel):
-    """Sizes of the inputs (from the encoders) and of the fusion model.
-
-    Input dims default to the shipped encoders (MiniLM 384-d text, EfficientNet-lite0 1280-d patches) but are
-    normally filled from the data by `with_inputs(encoded)`.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    # inputs
-    text_dim: int = Field(384, gt=0, description="Dt, text token feature size")
-    image_dim: int | None = Field(None, gt=0, description="Di, image patch feature size; None = no image input")
-    audio_kind: Literal["logmel", "embedding"] | None = Field(None, description="None = no audio input")
-    audio_dim: int | None = Field(None, gt=0, description="n_mels for 'logmel', Da for 'embedding'")
-    audio_channels: list[int] = Field(default_factory=lambda: [8, 16, 32, 64],
-                                      description="conv widths of the log-mel encoder (ConvAudioEncoder)")
-    audio_train_chunks: int | None = Field(1, gt=0, description="chunks per item encoded in training (a random "
-                                                                "subset, for speed); all at inference; None = all")
-    precomputed: dict[str, int] = Field(default_factory=dict, description="precomputed vector name -> dim")
-    max_frames: int = Field(8, gt=0, description="size of the frame-embedding table")
-    max_patches: int = Field(64, gt=0, description="size of the patch-position table (7x7 = 49 for lite0)")
-    # fusion
-    hidden: int = Field(128, gt=0, description="H, fusion width (128 fits the 2-core CPU demo budget; 256+ with "
-                                               "a GPU or more time)")
-    layers: int = Field(2, gt=0, description="fusion transformer layers")
-    heads: int = Field(4, gt=0)
-    ffn_mult: int = Field(4, gt=0, description="feed-forward width = ffn_mult * hidden")
-    dropout: float = Field(0.0, ge=0, lt=1, description="0: few steps on small data; costly on CPU")
-    n_latents: int = Field(16, gt=0, description="Perceiver latent queries = visual tokens per item (SAIL: 16)")
-    perceiver_layers: int = Field(1, gt=0)
-    # output
-    embed_dim: int = Field(256, gt=0, description="D, output embedding size")
-    matryoshka_dims: list[int] = Field(default_factory=lambda: [64, 128],
-                                       description="trained prefixes below embed_dim (SAIL: 768 and 128 of 1536)")
-    # training-time input noise
-    field_drop_prob: float = Field(0.15, ge=0, lt=1, description="per-field text dropout in training")
-    # initialisation (our choice; SAIL starts from a pretrained LLM)
-    text_residual: bool = Field(True, description="add S @ normalize(mean of the raw text tokens) to the output, "
-                                                  "S: text_dim -> embed_dim initialised orthogonally")
-    image_residual: bool = Field(True, description="same for the mean image patch feature of items WITHOUT text")
-    head_init_std: float = Field(0.0, ge=0, description="init std of the fusion projection (near 0 with the "
-                                                         "residual: training starts from the text baseline)")
-    memory_hidden: int = Field(0, ge=0, description="width of the item memory (InputMemory): an MLP from the "
-                                                    "pooled raw inputs added to the output; 0 = none (CRE adds it)")
-    # task instructions: one learned token per (task, role)
-    tasks: list[str] = Field(default_factory=lambda: ["i2i", "q2i", "label", "seq2item"])
-
-    @model_validator(mode="after")
-    def _check(self) -> "OmniEmbeddingConfig":
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads}")
-        bad = [d for d in self.matryoshka_dims if not 0 < d < self.embed_dim]
-        if bad:
-            raise ValueError(f"matryoshka_dims {bad} must lie strictly between 0 and embed_dim={self.embed_dim}")
-        if self.audio_kind is not None and self.audio_dim is None:
-            raise ValueError(f"audio_dim is required when audio_kind={self.audio_kind!r}")
-        if len(set(self.tasks)) != len(self.tasks) or not self.tasks:
-            raise ValueError(f"tasks must be a non-empty list of distinct names, got {self.tasks}")
-        return self
-
-    @property
-    def all_dims(self) -> list[int]:
-        """Matryoshka prefixes plus the full size, ascending."""
-        return sorted({*self.matryoshka_dims, self.embed_dim})
-
-    def with_inputs(self, encoded: EncodedItems) -> "OmniEmbeddingConfig":
-        """A copy whose input sizes match what the encoders produced."""
-        update: dict = {"text_dim": int(encoded.text.tokens.shape[-1]),
-                        "precomputed": {k: int(v.shape[1]) for k, v in encoded.precomputed.items()}}
-        if encoded.image is not None:
-            update.update(image_dim=int(encoded.image.shape[-1]),
-                          max_frames=max(self.max_frames, int(encoded.image.shape[1])),
-                          max_patches=max(self.max_patches, int(encoded.image.shape[2])))
-        else:
-            update["image_dim"] = None
-        if encoded.audio is not None:
-            kind = encoded.audio_kind
-            update.update(audio_kind=kind, audio_dim=int(encoded.audio.shape[2] if kind == "logmel"
-                                                         else encoded.audio.shape[-1]))
-        else:
-            update.update(audio_kind=None, audio_dim=None)
-        return self.model_validate({**self.model_dump(), **update})
 
 
 @dataclass
@@ -156,10 +66,6 @@ class EmbeddingOutput:
         return F.normalize(self.embedding[:, :dim], dim=-1)
 
 
-def truncate_normalize(embedding: Tensor, dim: int) -> Tensor:
-    return F.normalize(embedding[..., :dim], dim=-1)
-
-
 class AudioTokenizer(nn.Module):
     """Audio chunks -> exactly one token per item (SAIL: chunks encoded, mean-pooled, projected).
 
@@ -171,8 +77,7 @@ class AudioTokenizer(nn.Module):
                  train_chunks: int | None = None, dropout: float = 0.0) -> None:
         super().__init__()
         self.kind, self.train_chunks = kind, train_chunks
-        if kind == "logmel":
-            from embedding.encoders.audio import ConvAudioEncoder  # trainable; written beside the encoders
+        if kind == "logmel":  # trainable: the fusion model fine-tunes the log-mel encoder
             self.encoder = ConvAudioEncoder(dim, hidden, channels=tuple(channels), dropout=dropout)
             self.proj = nn.Linear(hidden, hidden)
         else:
@@ -212,7 +117,7 @@ class InputMemory(nn.Module):
     to a trained model changes nothing until it is trained (CRE). Why: the small fusion transformer memorises
     item-specific signal slowly; a wide MLP on item-distinct inputs does it fast, and still from content only."""
 
-    def __init__(self, config: "OmniEmbeddingConfig") -> None:
+    def __init__(self, config: OmniEmbeddingConfig) -> None:
         super().__init__()
         c = config
         self.parts = [("text", c.text_dim * len(TEXT_FIELDS))]
@@ -293,7 +198,7 @@ class OmniEmbeddingModel(nn.Module):
                 nn.init.orthogonal_(skip.weight)  # orthonormal rows/columns: preserves cosines (JL)
         self.memory = InputMemory(c) if c.memory_hidden else None
 
-    def with_memory(self, hidden: int) -> "OmniEmbeddingModel":
+    def with_memory(self, hidden: int) -> OmniEmbeddingModel:
         """This model plus an item memory of width `hidden` (zero output: same embeddings until trained).
         Returns self when it already has one of that width."""
         if self.config.memory_hidden == hidden:
@@ -433,35 +338,31 @@ class OmniEmbeddingModel(nn.Module):
                             betas: tuple[float, float] = (0.9, 0.98), residual_lr_scale: float = 1.0
                             ) -> torch.optim.AdamW:
         """AdamW with decay on matrices only (not on biases, norms, embeddings' 1-d params, temperatures).
-        The residual maps (text_skip, image_skip) get no decay and `residual_lr_scale` x the learning rate (each
-        group carries an `lr_scale` the training loop multiplies its schedule by)."""
+        The residual maps (text_skip, image_skip) get no decay and `residual_lr_scale` x the learning rate. Each
+        group's lr is its peak; a schedule (embedding.schedule) scales every group from there."""
         skip = {id(p) for m in (self.text_skip, self.image_skip) if m is not None for p in m.parameters()}
         params = [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2] + list(extra_params)
-        groups = [{"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
-                  {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+        groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr},
+                  {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
         residual = [p for p in self.parameters() if p.requires_grad and id(p) in skip]
         if residual:
-            groups.append({"params": residual, "weight_decay": 0.0, "lr_scale": residual_lr_scale})
+            groups.append({"params": residual, "weight_decay": 0.0, "lr": lr * residual_lr_scale})
         return torch.optim.AdamW(groups, lr=lr, betas=betas)
 
     # ---- persistence --------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write model.safetensors + config.json (each via a temp file and os.replace)."""
+        """Write model.safetensors + config.json, each atomically (recsys.io)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, directory / WEIGHTS_NAME)
-        tmp = directory / f".{CONFIG_NAME}.tmp"
-        tmp.write_text(json.dumps(self.config.model_dump(), indent=2))
-        os.replace(tmp, directory / CONFIG_NAME)
+        with atomic_file(directory / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        write_json(directory / CONFIG_NAME, self.config.model_dump())
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "OmniEmbeddingModel":
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> OmniEmbeddingModel:
         directory = Path(directory)
         if not (directory / CONFIG_NAME).is_file() or not (directory / WEIGHTS_NAME).is_file():
             raise FileNotFoundError(f"{directory} has no {CONFIG_NAME} + {WEIGHTS_NAME} (not a saved model)")
@@ -478,46 +379,4 @@ class OmniEmbeddingModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-# ---- batches ------------------------------------------------------------------------------------------------
-def _trim(mask: np.ndarray) -> int:
-    """Length up to the last column that any row uses (at least 1)."""
-    used = np.flatnonzero(mask.any(0))
-    return int(used[-1]) + 1 if len(used) else 1
-
-
-def collate_texts(tokens: TextTokens, idx: np.ndarray, device: str | torch.device = "cpu") -> dict[str, Tensor]:
-    """Text-only batch (queries, label texts, or an item's text) -> {text_tokens, text_field}."""
-    idx = np.asarray(idx)
-    field = tokens.field[idx]
-    L = _trim(field >= 0)  # drop padding columns no row uses
-    return {"text_tokens": torch.as_tensor(np.asarray(tokens.tokens[idx, :L], dtype=np.float32), device=device),
-            "text_field": torch.as_tensor(field[:, :L].astype(np.int64), device=device)}
-
-
-def collate(encoded: EncodedItems, idx: np.ndarray, device: str | torch.device = "cpu") -> dict[str, Tensor]:
-    """Rows `idx` of the encoder outputs -> the model's batch dict (float32 tensors on `device`)."""
-    idx = np.asarray(idx)
-    batch = collate_texts(encoded.text, idx, device)
-    as_t = lambda a, dt=np.float32: torch.as_tensor(np.asarray(a, dtype=dt), device=device)  # noqa: E731
-    if encoded.image is not None:
-        mask = np.asarray(encoded.image_mask[idx], dtype=bool)
-        n = _trim(mask)
-        batch["image"], batch["image_mask"] = as_t(encoded.image[idx, :n]), as_t(mask[:, :n], bool)
-    if encoded.audio is not None:
-        mask = np.asarray(encoded.audio_mask[idx], dtype=bool)
-        n = _trim(mask)
-        batch["audio"], batch["audio_mask"] = as_t(encoded.audio[idx, :n]), as_t(mask[:, :n], bool)
-    for name, v in encoded.precomputed.items():
-        batch[f"pre_{name}"] = as_t(v[idx])
-    return batch
-
-
-def count_tokens(config: OmniEmbeddingConfig, batch: dict[str, Tensor]) -> int:
-    """Sequence length T the fusion transformer sees for this batch (for speed estimates)."""
-    T = 1 + batch["text_tokens"].shape[1] + sum(1 for k in batch if k.startswith("pre_"))
-    T += ("audio" in batch) + (config.n_latents if "image" in batch else 0)
-    return T
-
-
-__all__ = ["OmniEmbeddingConfig", "OmniEmbeddingModel", "EmbeddingOutput", "collate", "collate_texts",
-           "truncate_normalize", "ROLES"]
+__all__ = ["OmniEmbeddingModel", "EmbeddingOutput", "InputMemory", "AudioTokenizer", "ROLES"]

@@ -8,13 +8,13 @@ act like hierarchical, trainable ID features downstream.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 import faiss
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.io import atomic_file
 
 
 class SemanticIdConfig(BaseModel):
@@ -40,7 +40,7 @@ class ResidualKMeans:
         self.codebooks: list[np.ndarray] = []  # per level [K_l, D] float32
 
     @classmethod
-    def from_config(cls, cfg: SemanticIdConfig) -> "ResidualKMeans":
+    def from_config(cls, cfg: SemanticIdConfig) -> ResidualKMeans:
         return cls(cfg.levels, cfg.codebook_size, cfg.seed, cfg.niter)
 
     @staticmethod
@@ -52,7 +52,7 @@ class ResidualKMeans:
             raise ValueError("embeddings contain NaN/inf")
         return emb
 
-    def fit(self, emb: np.ndarray) -> "ResidualKMeans":
+    def fit(self, emb: np.ndarray) -> ResidualKMeans:
         x = self._check(emb).copy()
         n, d = x.shape
         k = min(self.codebook_size, n)
@@ -102,16 +102,14 @@ class ResidualKMeans:
     def save(self, path: str | Path) -> Path:
         """One .npz (codebooks + settings), written atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"levels": self.levels, "codebook_size": self.codebook_size, "seed": self.seed, "niter": self.niter}
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npz"
-        np.savez(tmp, meta=np.array(json.dumps(meta)),
-                 **{f"level_{i}": cb for i, cb in enumerate(self.codebooks)})
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            np.savez(tmp, meta=np.array(json.dumps(meta)),
+                     **{f"level_{i}": cb for i, cb in enumerate(self.codebooks)})
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ResidualKMeans":
+    def load(cls, path: str | Path) -> ResidualKMeans:
         with np.load(Path(path), allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             rq = cls(**meta)

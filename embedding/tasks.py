@@ -9,7 +9,8 @@ that no held-out pair is ever trained on.
     i2i      i2i       item          item          consecutive positives of a user within a window
     q2i      q2i       text          item          ds.queries, or genre+title-keyword / tag queries from items
     label    label     item          text          item -> "category: Comedy" / "tag: pixar"
-    seq2item i2i       mean of items item          earlier positives -> next positive (CRE: build_sequences)
+
+(CRE's seq2item examples, earlier positives -> next positive, are built in embedding.cre.sequences.)
 
 Hold-out rule (by anchor): i2i holds out a fraction of *items*; every pair touching one of them is held out
 (so held-out items appear in no i2i training pair: a cold-item test). q2i holds out a fraction of distinct
@@ -28,7 +29,6 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.data.dataset import Dataset
-from recsys.data.split import leave_last_out
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class PairSet:
                 out.update(self.holdout[col].tolist())
         return sorted(out)
 
-    def restrict_items(self, item_ids: np.ndarray) -> "PairSet":
+    def restrict_items(self, item_ids: np.ndarray) -> PairSet:
         """Drop pairs whose item sides are not among `item_ids` (e.g. items without encoder output)."""
         keep_ids = set(np.asarray(item_ids).tolist())
 
@@ -112,10 +112,6 @@ class PairSet:
         return {q: set(g) for q, g in self.holdout.groupby("query", sort=True)["target"]}
 
 
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({"query": pd.Series(dtype=object), "target": pd.Series(dtype=object)})
-
-
 def _holdout_keys(keys: np.ndarray, fraction: float, seed: int) -> set:
     keys = np.sort(np.unique(keys))
     n = int(round(len(keys) * fraction))
@@ -133,9 +129,10 @@ def _train_items(ds: Dataset, cfg: PairConfig) -> pd.DataFrame:
 
 
 # ---- i2i ------------------------------------------------------------------------------------------------
-def build_i2i_pairs(ds: Dataset, cfg: PairConfig = PairConfig()) -> PairSet:
+def build_i2i_pairs(ds: Dataset, cfg: PairConfig | None = None) -> PairSet:
     """Co-engagement pairs: each positive of a user with the user's next `i2i_window` positives (train split
     only) that are at most `i2i_max_gap_hours` later; unordered, deduplicated, counted, capped per item."""
+    cfg = cfg or PairConfig()
     train = ds.split.train(ds.interactions)
     pos = train.loc[ds.is_positive(train), ["user_id", "item_id", "timestamp"]]
     pos = pos.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
@@ -207,7 +204,7 @@ def _item_queries(items: pd.DataFrame, cfg: PairConfig) -> pd.DataFrame:
         for x in t:
             by_tag.setdefault(x, set()).add(i)
     queries: dict[str, set[int]] = {}
-    for i, (k, c) in enumerate(zip(kw, cats)):
+    for k, c in zip(kw, cats):
         if k and c:
             g = c[rng.integers(len(c))]
             w = sorted(k)[rng.integers(len(k))]
@@ -219,8 +216,9 @@ def _item_queries(items: pd.DataFrame, cfg: PairConfig) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["query", "target"])
 
 
-def build_q2i_pairs(ds: Dataset, cfg: PairConfig = PairConfig()) -> PairSet | None:
+def build_q2i_pairs(ds: Dataset, cfg: PairConfig | None = None) -> PairSet | None:
     """Query -> item pairs from ds.queries (train period when timestamped) or built from item fields."""
+    cfg = cfg or PairConfig()
     source = cfg.q2i
     if source == "off":
         return None
@@ -258,8 +256,9 @@ def build_q2i_pairs(ds: Dataset, cfg: PairConfig = PairConfig()) -> PairSet | No
 
 
 # ---- item -> label text ---------------------------------------------------------------------------------
-def build_label_pairs(ds: Dataset, cfg: PairConfig = PairConfig()) -> PairSet | None:
+def build_label_pairs(ds: Dataset, cfg: PairConfig | None = None) -> PairSet | None:
     """Classification as retrieval: item -> "category: Comedy" / "tag: pixar" for labels on enough items."""
+    cfg = cfg or PairConfig()
     items = _train_items(ds, cfg)
     rows = []
     for col in cfg.label_fields:
@@ -287,9 +286,10 @@ def build_label_pairs(ds: Dataset, cfg: PairConfig = PairConfig()) -> PairSet | 
 BUILDERS = {"i2i": build_i2i_pairs, "q2i": build_q2i_pairs, "label": build_label_pairs}
 
 
-def build_pair_sets(ds: Dataset, cfg: PairConfig = PairConfig(), tasks: list[str] | None = None
+def build_pair_sets(ds: Dataset, cfg: PairConfig | None = None, tasks: list[str] | None = None
                     ) -> dict[str, PairSet]:
     """All pair sets that could be built (empty ones are skipped), keyed by name."""
+    cfg = cfg or PairConfig()
     out = {}
     for name in tasks or list(BUILDERS):
         if name not in BUILDERS:
@@ -328,99 +328,3 @@ def dataset_weights(sizes: dict[str, int], strategy: SamplingStrategy = "sqrt",
     if total <= 0:
         raise ValueError(f"no dataset has a positive weight: {w}")
     return {k: v / total for k, v in sorted(w.items())}
-
-
-# ---- seq2item sequences (CRE, SAIL §3.3.5) -----------------------------------------------------------------
-SequenceKind = Literal["vanilla", "filtered"]
-SEQUENCE_KINDS: tuple[str, ...] = ("vanilla", "filtered")
-
-
-@dataclass
-class SequenceSet:
-    """Seq2item examples: the query is the mean embedding of a user's `history` items, the target the item
-    engaged next. history: [S, L] item ids in time order, -1 = padding (fewer than L usable earlier items)."""
-
-    kind: str
-    user_id: np.ndarray  # [S] int64
-    history: np.ndarray  # [S, L] int64
-    target: np.ndarray  # [S] int64
-    info: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return (self.history >= 0).sum(1)
-
-
-def seq2item_events(ds: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(history, targets) = leave_last_out of the TRAIN-split positives (user_id, item_id, timestamp).
-
-    CRE trains on `history` only; `targets` (each user's last train positive, users with >= 2 positives) are
-    the seq2item evaluation targets, so no evaluation target is ever trained on."""
-    train = ds.split.train(ds.interactions)
-    pos = train.loc[ds.is_positive(train), ["user_id", "item_id", "timestamp"]]
-    return leave_last_out(pos, min_history=2)
-
-
-def build_sequences(events: pd.DataFrame, kind: SequenceKind = "vanilla", history_len: int = 10,
-                    vector_ids: np.ndarray | None = None, vectors: np.ndarray | None = None, min_history: int = 1,
-                    max_lookback: int = 50, last_only: bool = False, seed: int = 0) -> SequenceSet:
-    """Seq2item examples from positive `events` (user_id, item_id, timestamp; pass TRAIN-split rows only).
-
-    Every event with at least `min_history` distinct earlier items (among the user's previous `max_lookback`
-    events, repeats of the target dropped) is a target (`last_only`: only each user's last event, for
-    evaluation). Its history keeps at most `history_len` of those earlier items:
-    - vanilla: a random subset (seeded);
-    - filtered: the items most similar to the target by cosine of `vectors` (rows aligned with `vector_ids`,
-      e.g. the content model's item embeddings): history consistent with the target (SAIL's "filtered"
-      sequences; we filter by content similarity rather than tags or ID clusters).
-    Kept items stay in time order."""
-    if kind not in SEQUENCE_KINDS:
-        raise ValueError(f"unknown sequence kind {kind!r}; expected one of {SEQUENCE_KINDS}")
-    if history_len < 1 or min_history < 1 or max_lookback < 1:
-        raise ValueError(f"history_len={history_len}, min_history={min_history}, max_lookback={max_lookback} "
-                         "must all be >= 1")
-    df = events.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
-    users = df["user_id"].to_numpy(np.int64)
-    items = df["item_id"].to_numpy(np.int64)
-    unit = rows = None
-    if kind == "filtered":
-        if vectors is None or vector_ids is None:
-            raise ValueError("filtered sequences need item vectors (vector_ids + vectors) to rank history items")
-        rows = pd.Index(np.asarray(vector_ids, dtype=np.int64)).get_indexer(items)
-        if (rows < 0).any():
-            raise ValueError(f"item_id {int(items[rows < 0][0])} has no vector ({int((rows < 0).sum())} events)")
-        unit = np.asarray(vectors, dtype=np.float32)
-        unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-    rng = np.random.default_rng(seed)
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
-    ends = np.r_[starts[1:], len(users)].astype(np.int64)
-    out_u, out_h, out_t = [], [], []
-    for s, e in zip(starts, ends):
-        for j in ([e - 1] if last_only else range(s + min_history, e)):
-            pos = np.arange(max(s, j - max_lookback), j)
-            pos = pos[items[pos] != items[j]]
-            _, first_from_end = np.unique(items[pos][::-1], return_index=True)  # distinct, most recent kept
-            pos = pos[np.sort(len(pos) - 1 - first_from_end)]
-            if len(pos) < min_history:
-                continue
-            if len(pos) > history_len:
-                if kind == "vanilla":
-                    pos = pos[np.sort(rng.choice(len(pos), history_len, replace=False))]
-                else:
-                    sims = unit[rows[pos]] @ unit[rows[j]]
-                    order = np.argsort(-sims[::-1], kind="stable")  # ties: most recent first
-                    pos = pos[np.sort(len(pos) - 1 - order[:history_len])]
-            h = np.full(history_len, -1, dtype=np.int64)
-            h[:len(pos)] = items[pos]
-            out_u.append(users[j])
-            out_h.append(h)
-            out_t.append(items[j])
-    history = np.stack(out_h) if out_h else np.zeros((0, history_len), np.int64)
-    seqs = SequenceSet(kind, np.asarray(out_u, np.int64), history, np.asarray(out_t, np.int64))
-    seqs.info = {"sequences": len(seqs), "users": int(len(np.unique(seqs.user_id))),
-                 "mean_history": float(seqs.lengths.mean()) if len(seqs) else 0.0}
-    log.info("seq2item %s sequences: %s", kind, seqs.info)
-    return seqs

@@ -11,44 +11,53 @@ residual text map stays fixed (`residual_lr_scale` 0: training only adds to the 
 from, see embedding.model); every batch is drawn from ONE dataset
 (stochastic specialization, §3.3.3) with probabilities from the stage's weights or the `sampling` strategy;
 `stages` run in order (progressive training, §3.3.1: e.g. broad -> aligned -> hard negatives later).
-AdamW, linear warmup + cosine decay, gradient clipping, periodic evaluation on held-out pairs, atomic
-checkpoints every `checkpoint_every` steps and exact resume from the last one (batches, dropout and field
-dropout of step s depend only on (seed, s), so an interrupted + resumed run equals an uninterrupted one).
+AdamW, linear warmup + cosine decay over all stages (embedding.schedule), gradient clipping, periodic
+evaluation on held-out pairs, atomic checkpoints every `checkpoint_every` steps (recsys.checkpoint) and exact
+resume from the last one (batches, dropout and field dropout of step s depend only on (seed, s), so an
+interrupted + resumed run equals an uninterrupted one).
 
 Layout of out_dir:
-    checkpoint/  model.safetensors, config.json, state.pt (optimizer, temperatures, step, train config)
+    checkpoint/  model.safetensors, config.json, state.pt (optimizer, schedule, temperatures, step, history),
+                 meta.json (train config + input fingerprint)
     model/       the final model (save_pretrained)
     train_summary.json   metrics, steps/s, pair counts, loss config
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
+from embedding.batches import collate, collate_texts
 from embedding.encoders.types import EncodedItems, TextTokens
 from embedding.evaluate import ModelEmbedder, VectorEmbedder, evaluators_from_pairs, run_evaluators
+from embedding.fingerprint import encoder_signature, input_fingerprint
 from embedding.infer import pool_text_tokens
 from embedding.losses import InfoNCELoss, MatryoshkaLoss
-from embedding.model import OmniEmbeddingConfig, OmniEmbeddingModel, collate, collate_texts
+from embedding.model import OmniEmbeddingModel
+from embedding.model_config import OmniEmbeddingConfig
+from embedding.schedule import warmup_cosine_schedule
 from embedding.tasks import PairConfig, PairSet, SamplingStrategy, build_pair_sets, dataset_weights
-from recsys.data.dataset import Dataset, atomic_directory
-from recsys.utils import resolve_device, seed_everything
+from recsys.checkpoint import load_checkpoint, save_checkpoint
+from recsys.data.dataset import Dataset
+from recsys.io import atomic_directory, write_json
+from recsys.runtime import resolve_device, seeded, torch_threads
 
 log = logging.getLogger(__name__)
 
 EncodeTexts = Callable[[list[str]], TextTokens]
+# settings that change how a run is observed or how fast it runs, not what it computes: a checkpoint written
+# with other values of these is still resumed
+_RESUME_IGNORES = {"eval_every", "eval_max_queries", "checkpoint_every", "log_every", "num_threads",
+                   "infer_batch_size"}
 
 
 class StageConfig(BaseModel):
@@ -93,16 +102,23 @@ class EmbeddingTrainConfig(BaseModel):
     checkpoint_every: int = Field(100, gt=0)
     log_every: int = Field(25, gt=0)
     seed: int = 0
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads while training; None = every core")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads while training; None = every core "
+                                                            "this process may use")
     infer_batch_size: int = Field(256, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbeddingTrainConfig:
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr} exceeds lr={self.lr} (the cosine decays from lr to min_lr)")
+        return self
 
     @property
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stages)
 
-
-_RESUME_IGNORES = {"eval_every", "eval_max_queries", "checkpoint_every", "log_every", "num_threads",
-                   "infer_batch_size"}
+    def resume_meta(self) -> dict:
+        """The settings a checkpoint must have been written with to be resumed (recsys.checkpoint meta)."""
+        return {k: v for k, v in self.model_dump().items() if k not in _RESUME_IGNORES}
 
 
 @dataclass
@@ -135,36 +151,23 @@ def train_embedding(ds: Dataset, encoded: EncodedItems, cfg: EmbeddingTrainConfi
 
 
 # ---- the loop -------------------------------------------------------------------------------------------
-def get_lr(step: int, cfg: EmbeddingTrainConfig) -> float:
-    total = cfg.total_steps
-    # 1) linear warmup for warmup_steps
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / (cfg.warmup_steps + 1)
-    # 2) past the end: min_lr
-    if step >= total:
-        return cfg.min_lr
-    # 3) in between: cosine decay down to min_lr
-    ratio = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
-
-
-def _comparable(cfg: EmbeddingTrainConfig) -> dict:
-    return {k: v for k, v in cfg.model_dump().items() if k not in _RESUME_IGNORES}
-
-
 def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextTokens | None,
                    text_index: dict[str, int], cfg: EmbeddingTrainConfig, out_dir: str | Path,
                    device: str = "auto", on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
     out_dir = Path(out_dir)
-    ckpt_dir, model_dir = out_dir / "checkpoint", out_dir / "model"
     if not pair_sets:
         raise ValueError("no training pairs: every pair builder came back empty (check the positive rule, the "
                          "split and the i2i window)")
     dev = resolve_device(device)
-    prev_threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(cfg.num_threads or max(1, os.cpu_count() or 1))
-    seed_everything(cfg.seed)
+    with torch_threads(cfg.num_threads), seeded(cfg.seed):
+        return _train(encoded, pair_sets, texts, text_index, cfg, out_dir, dev, on_step)
+
+
+def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextTokens | None,
+           text_index: dict[str, int], cfg: EmbeddingTrainConfig, out_dir: Path, dev: torch.device,
+           on_step: Callable[[int, dict], None] | None) -> TrainResult:
+    """The loop itself, run with the config's thread count and seed (train_on_pairs sets both)."""
+    ckpt_dir, model_dir = out_dir / "checkpoint", out_dir / "model"
 
     # -- data: pairs -> row indices into `encoded` (items) or `texts`; ids for in-batch duplicate masking
     item_row = {int(i): n for n, i in enumerate(encoded.item_ids)}
@@ -197,6 +200,10 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
             log.warning("stage %s: datasets %s have no pairs; skipped", st.name, sorted(set(st.tasks) - set(sizes)))
         stage_weights.append(dataset_weights(sizes, cfg.sampling, explicit or None))
     stage_end = np.cumsum([s.steps for s in cfg.stages])
+    # what the run depends on besides its config: a checkpoint from other inputs is not resumed
+    meta = {**cfg.resume_meta(), "fingerprint": input_fingerprint(
+        encoded.item_ids, encoded.text.tokens.shape, *[a for v in data.values() for a in v[3:5]],
+        text=encoder_signature(encoded.info) + "\n".join(text_index))}
 
     def get_batch(step: int):
         """Batch of step `step`: depends only on (seed, step), so resuming reproduces it."""
@@ -218,7 +225,7 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
         positives = torch.as_tensor([[(a, b) in known for b in til] for a in qil], device=dev)  # (B, B)
         return name, ps.task, make(qk, qr), make(tk, tr), labels, positives
 
-    # -- model, loss, optimizer
+    # -- model, loss, optimizer, schedule
     model = OmniEmbeddingModel(cfg.model.with_inputs(encoded)).to(dev)
     nce = InfoNCELoss(model, keys=sorted(data), temperature={k: cfg.temperatures.get(k, cfg.temperature)
                                                              for k in data},
@@ -226,29 +233,20 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
     loss_fn = MatryoshkaLoss(nce, model.config.all_dims, cfg.matryoshka_weights)
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay, list(nce.log_temperature.parameters()),
                                           residual_lr_scale=cfg.residual_lr_scale)
+    scheduler = warmup_cosine_schedule(optimizer, [cfg.total_steps], cfg.warmup_steps, cfg.min_lr / cfg.lr)
     log.info("embedding model: %.2fM parameters, datasets %s, weights %s", model.num_parameters / 1e6, sizes,
              stage_weights)
 
     # -- resume
     step, history = 0, []
-    state_path = ckpt_dir / "state.pt"
-    if state_path.is_file():
-        state = torch.load(state_path, map_location=dev, weights_only=False)
-        if state["config"] != _comparable(cfg):
-            diff = sorted(k for k in state["config"] if state["config"][k] != _comparable(cfg).get(k))
-            raise ValueError(f"checkpoint {ckpt_dir} was written with a different config (keys {diff}); "
-                             "delete it or train with the same settings")
+    saved = load_checkpoint(ckpt_dir, meta, dev)
+    if saved is not None:
         model.load_state_dict(OmniEmbeddingModel.from_pretrained(ckpt_dir).state_dict())
-        nce.log_temperature.load_state_dict(state["temperatures"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, history = state["step"], state["history"]
+        nce.log_temperature.load_state_dict(saved["temperatures"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        step, history = saved["step"], saved["history"]
         log.info("resumed from %s at step %d", ckpt_dir, step)
-
-    def save_checkpoint() -> None:
-        with atomic_directory(ckpt_dir) as tmp:
-            model.save_pretrained(tmp)
-            torch.save({"optimizer": optimizer.state_dict(), "temperatures": nce.log_temperature.state_dict(),
-                        "step": step, "history": history, "config": _comparable(cfg)}, tmp / "state.pt")
 
     evaluators = evaluators_from_pairs(pair_sets, encoded.item_ids, cfg.eval_max_queries, cfg.seed)
 
@@ -260,43 +258,42 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
     total = cfg.total_steps
     start_step, train_time, running = step, 0.0, None
     model.train()
-    try:
-        with tqdm(total=total, initial=step, desc="embedding", disable=None) as bar:
-            while step < total:
-                t0 = time.perf_counter()
-                lr = get_lr(step, cfg)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group.get("lr_scale", 1.0)
-                name, task, qb, tb, labels, positives = get_batch(step)
-                torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
-                loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name,
-                               positives=positives if cfg.mask_known_positives else None)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(nce.log_temperature.parameters()),
-                                               cfg.grad_clip)
-                optimizer.step()
-                step += 1
-                train_time += time.perf_counter() - t0
-                lossf = float(loss.detach())
-                running = lossf if running is None else 0.9 * running + 0.1 * lossf
-                history.append({"step": step, "dataset": name, "loss": lossf})
-                bar.update(1)
-                bar.set_postfix(loss=f"{running:.3f}", ds=name)
-                if step % cfg.log_every == 0 or step == total:
-                    log.info("step %d/%d loss %.4f (avg %.4f) lr %.2e %.2f steps/s", step, total, lossf, running,
-                             lr, (step - start_step) / max(train_time, 1e-9))
-                if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-                    m = evaluate()
-                    model.train()
-                    history[-1]["eval"] = m
-                    log.info("step %d eval %s", step, {k: round(v, 4) for k, v in m.items()})
-                if step % cfg.checkpoint_every == 0 or step == total:
-                    save_checkpoint()
-                if on_step is not None:
-                    on_step(step, history[-1])
-    finally:
-        torch.set_num_threads(prev_threads)
+    with tqdm(total=total, initial=step, desc="embedding", disable=None) as bar:
+        while step < total:
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            name, task, qb, tb, labels, positives = get_batch(step)
+            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
+            loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name,
+                           positives=positives if cfg.mask_known_positives else None)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(nce.log_temperature.parameters()),
+                                           cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            train_time += time.perf_counter() - t0
+            lossf = float(loss.detach())
+            running = lossf if running is None else 0.9 * running + 0.1 * lossf
+            history.append({"step": step, "dataset": name, "loss": lossf, "lr": lr})
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.3f}", ds=name)
+            if step % cfg.log_every == 0 or step == total:
+                log.info("step %d/%d loss %.4f (avg %.4f) lr %.2e %.2f steps/s", step, total, lossf, running,
+                         lr, (step - start_step) / max(train_time, 1e-9))
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                m = evaluate()
+                model.train()
+                history[-1]["eval"] = m
+                log.info("step %d eval %s", step, {k: round(v, 4) for k, v in m.items()})
+            if step % cfg.checkpoint_every == 0 or step == total:
+                save_checkpoint(ckpt_dir, model, {"optimizer": optimizer.state_dict(),
+                                                  "scheduler": scheduler.state_dict(),
+                                                  "temperatures": nce.log_temperature.state_dict(),
+                                                  "step": step, "history": history}, meta)
+            if on_step is not None:
+                on_step(step, history[-1])
     steps_run = step - start_step
     steps_per_sec = steps_run / train_time if train_time > 0 else float("nan")
 
@@ -316,11 +313,8 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
                     **{f"temperature/{k}": nce.temperature(k).item() for k in sorted(data)}})
     pair_info = {k: {"train_pairs": len(ps.train), "holdout_pairs": len(ps.holdout), **ps.info}
                  for k, ps in pair_sets.items()}
-    summary = {"metrics": metrics, "steps_per_sec": steps_per_sec, "steps_this_run": steps_run,
-               "pairs": pair_info, "loss": loss_fn.get_config_dict(), "dataset_weights": stage_weights,
-               "model_parameters": model.num_parameters}
-    tmp = out_dir / ".train_summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(tmp, out_dir / "train_summary.json")
+    write_json(out_dir / "train_summary.json", {
+        "metrics": metrics, "steps_per_sec": steps_per_sec, "steps_this_run": steps_run, "pairs": pair_info,
+        "loss": loss_fn.get_config_dict(), "dataset_weights": stage_weights, "model_parameters": model.num_parameters})
     log.info("embedding training done: %s", {k: round(v, 4) for k, v in metrics.items()})
     return TrainResult(model_dir, metrics, steps_per_sec, pair_info)

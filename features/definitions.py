@@ -18,14 +18,19 @@ from typing import Literal
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.types import Array, Float32, Float64, Int64, String
-from pydantic import BaseModel, ConfigDict, Field as PField
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import Field as PField
 
 from features import match_features as mf
+from features.schema import sid_columns
 
-SOURCES = ("item_embedding", "user_interests", "item_stats", "user_stats")
-"""Names of the parquet sources (and of their feature views)."""
-
-SERVICES = ("ranking_baseline_v1", "ranking_match_v1", "ranking_match_sid_v1")
+SERVICE_BY_VARIANT = {"baseline": "ranking_baseline_v1", "match": "ranking_match_v1",
+                      "match_sid": "ranking_match_sid_v1"}
+"""The versioned FeatureServices, by the ranker variant that consumes each: a feature added to a service flows into
+its variant. Every other place takes the names from here."""
+SERVICES = tuple(SERVICE_BY_VARIANT.values())
+FULL_SERVICE = SERVICE_BY_VARIANT["match_sid"]
+"""The service whose features are a superset of the others' (one historical retrieval serves every variant)."""
 
 TTL = timedelta(days=365 * 100)
 """Snapshots are emitted only when something changed, and MovieLens starts in 1996: never expire a value.
@@ -33,21 +38,36 @@ TTL = timedelta(days=365 * 100)
 
 
 class FeatureConfig(BaseModel):
+    """The feature repository's config. Its shape parameters (D, L, P) come from upstream stages: the run config
+    derives them (recsys.config), and every part of features/ reads them from here."""
+
     model_config = ConfigDict(extra="forbid")
 
     project: str = PField("recsys", description="Feast project name")
     embedding_dim: int = PField(256, ge=1, description="declared item-embedding dimension D (checked on write)")
+    sid_levels: int = PField(3, ge=1, description="semantic-ID levels L: an item has sid_0..sid_{L-1}")
+    prefix_dim: int = PField(64, ge=1, description="Matryoshka prefix length P of interest clusters and recent_prefix")
     offline_store: Literal["file", "spark"] = "file"
     spark_master: str = "local[2]"
     online_store: Literal["sqlite", "redis"] = PField(
         "sqlite", description="sqlite (embedded default) or redis (production; needs feast[redis] and a server)")
     redis_connection: str = PField("127.0.0.1:6379", description="Feast redis connection_string")
 
+    @model_validator(mode="after")
+    def _prefix_within_embedding(self) -> FeatureConfig:
+        if self.prefix_dim > self.embedding_dim:
+            raise ValueError(f"prefix_dim={self.prefix_dim} exceeds embedding_dim={self.embedding_dim}: the prefix is "
+                             "the first prefix_dim values of the embedding")
+        return self
+
 
 def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = None) -> list:
-    """All Feast objects of the repository, with sources at `paths[name]` for name in SOURCES."""
+    """All Feast objects of the repository, with sources at `paths[name]` for name in features.schema.SOURCES."""
     cfg = cfg or FeatureConfig()
-    sid_fields = [f"sid_{lvl}" for lvl in range(mf.SID_LEVELS)]
+    sid_fields = sid_columns(cfg.sid_levels)
+    shape_tags = {"embedding_dim": str(cfg.embedding_dim), "sid_levels": str(cfg.sid_levels),
+                  "prefix_dim": str(cfg.prefix_dim)}
+    count = {"default": "0"}  # Field tag read by features.serving: the value of a missing count
 
     # --- entities: the ids every feature is keyed by
     # A viewer; join key user_id (int64).
@@ -73,60 +93,65 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
         ttl=TTL,
         schema=[
             Field(name="embedding", dtype=Array(Float32),
-                  description=f"L2-normalised item embedding, {cfg.embedding_dim} dims (first 64 = prefix)"),
-            *[Field(name=s, dtype=Int64, description=f"semantic ID level {s[4:]} (residual k-means code)")
-              for s in sid_fields],
+                  description=f"L2-normalised item embedding, {cfg.embedding_dim} dims "
+                              f"(first {cfg.prefix_dim} = prefix)"),
+            *[Field(name=s, dtype=Int64, description=f"semantic ID level {s[4:]} (residual k-means code)",
+                    tags={"default": "-1"}) for s in sid_fields],
             Field(name="model_version", dtype=String, description="embedding model that produced the vector"),
         ],
         online=True,
         source=source("item_embedding"),
-        tags={"team": "recsys", "embedding_dim": str(cfg.embedding_dim), "sid_levels": str(mf.SID_LEVELS)},
+        tags={"team": "recsys", **shape_tags},
     )
-    # Daily snapshots of the user's positive-history interest profile (recsys.interests).
+    # Daily snapshots of the user's positive-history interest profile (features.interests).
     user_interests = FeatureView(
         name="user_interests",
         entities=[user],
         ttl=TTL,
         schema=[
-            Field(name="hist_len", dtype=Int64, description="positive items before the snapshot"),
+            Field(name="hist_len", dtype=Int64, description="positive items before the snapshot", tags=count),
             Field(name="mean_emb", dtype=Array(Float32), description="mean history embedding (unit)"),
             Field(name="recency_emb", dtype=Array(Float32), description="recency-weighted mean (unit)"),
             Field(name="last_emb", dtype=Array(Float32), description="last positive item's embedding"),
             Field(name="centroids", dtype=Array(Float32), description="K_max medoid embeddings, flattened"),
             Field(name="centroid_weights", dtype=Array(Float32), description="recency share per centroid"),
             Field(name="centroid_items", dtype=Array(Int64), description="medoid item ids (-1 = padding)"),
-            Field(name="centroid_sids", dtype=Array(Int64), description="medoid semantic IDs, K_max x L"),
+            Field(name="centroid_sids", dtype=Array(Int64),
+                  description=f"medoid semantic IDs, K_max x {cfg.sid_levels}"),
             Field(name="n_centroids", dtype=Int64, description="number of interest clusters"),
             Field(name="recent_items", dtype=Array(Int64), description="last N positives, newest first"),
-            Field(name="recent_prefix", dtype=Array(Float32), description="their unit 64-d prefixes, N x 64"),
-            Field(name="recent_sids", dtype=Array(Int64), description="their semantic IDs, N x L"),
+            Field(name="recent_prefix", dtype=Array(Float32),
+                  description=f"their unit {cfg.prefix_dim}-d prefixes, N x {cfg.prefix_dim}"),
+            Field(name="recent_sids", dtype=Array(Int64), description=f"their semantic IDs, N x {cfg.sid_levels}"),
         ],
         online=True,
         source=source("user_interests"),
-        tags={"team": "recsys"},
+        tags={"team": "recsys", **shape_tags},
     )
-    # Daily point-in-time engagement counts of each item (recsys.statistics).
+    # Daily point-in-time engagement counts of each item (features.statistics).
     item_stats = FeatureView(
         name="item_stats",
         entities=[item],
         ttl=TTL,
         schema=[
-            Field(name="item_impressions", dtype=Int64, description="impressions before the snapshot"),
-            Field(name="item_positives", dtype=Int64, description="positive engagements before the snapshot"),
+            Field(name="item_impressions", dtype=Int64, description="impressions before the snapshot", tags=count),
+            Field(name="item_positives", dtype=Int64, description="positive engagements before the snapshot",
+                  tags=count),
             Field(name="item_positive_rate", dtype=Float32, description="positive rate smoothed to the prior"),
         ],
         online=True,
         source=source("item_stats"),
         tags={"team": "recsys"},
     )
-    # Daily point-in-time engagement counts of each user (recsys.statistics).
+    # Daily point-in-time engagement counts of each user (features.statistics).
     user_stats = FeatureView(
         name="user_stats",
         entities=[user],
         ttl=TTL,
         schema=[
-            Field(name="user_impressions", dtype=Int64, description="impressions before the snapshot"),
-            Field(name="user_positives", dtype=Int64, description="positive engagements before the snapshot"),
+            Field(name="user_impressions", dtype=Int64, description="impressions before the snapshot", tags=count),
+            Field(name="user_positives", dtype=Int64, description="positive engagements before the snapshot",
+                  tags=count),
             Field(name="user_positive_rate", dtype=Float32, description="positive rate smoothed to the prior"),
         ],
         online=True,
@@ -135,7 +160,8 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
     )
 
     # --- on-demand views: match features, computed per (user, candidate) at request time by the registry
-    # functions of features.match_features (schema derived from the registry).
+    # functions of features.match_features (schema derived from the registry; the SID view's from L, whose
+    # udf reads L off the sid_0..sid_{L-1} inputs declared here).
     def odfv(name: str, registry: dict, udf, item_inputs, user_inputs) -> OnDemandFeatureView:
         return OnDemandFeatureView(
             name=name,
@@ -155,23 +181,22 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
                     ["mean_emb", "recency_emb", "last_emb", "centroids", "centroid_weights", "recent_items",
                      "recent_prefix"])
     # Semantic-ID match: hierarchical SID prefix equality with recent items and the top interest medoid.
-    sid_match_v1 = odfv("sid_match_v1", mf.SID_MATCH_FEATURES, mf.sid_match_v1_udf, sid_fields,
+    sid_match_v1 = odfv("sid_match_v1", mf.sid_match_features(cfg.sid_levels), mf.sid_match_v1_udf, sid_fields,
                         ["recent_items", "recent_sids", "centroid_sids"])
 
-    # --- feature services: one per ranking model version
+    # --- feature services: one per ranking model version, named by SERVICE_BY_VARIANT
     stats = [item_stats, user_stats]
-    # Engagement statistics only (the baseline ranker).
-    ranking_baseline_v1 = FeatureService(name="ranking_baseline_v1", features=stats,
-                                         tags={"team": "recsys"}, description="stats baseline")
-    # Statistics + embedding match features.
-    ranking_match_v1 = FeatureService(name="ranking_match_v1",
-                                      features=[*stats, user_interests[["hist_len"]], match_v1],
-                                      tags={"team": "recsys"}, description="stats + embedding match")
-    # Statistics + embedding match + the candidate's semantic IDs and SID match features.
-    ranking_match_sid_v1 = FeatureService(
-        name="ranking_match_sid_v1",
-        features=[*stats, user_interests[["hist_len"]], match_v1, item_embedding[sid_fields], sid_match_v1],
-        tags={"team": "recsys"}, description="stats + embedding match + semantic IDs")
-
-    return [user, item, item_embedding, user_interests, item_stats, user_stats, match_v1, sid_match_v1,
-            ranking_baseline_v1, ranking_match_v1, ranking_match_sid_v1]
+    services = [
+        # Engagement statistics only (the baseline ranker).
+        FeatureService(name=SERVICE_BY_VARIANT["baseline"], features=stats, tags={"team": "recsys"},
+                       description="stats baseline"),
+        # Statistics + embedding match features.
+        FeatureService(name=SERVICE_BY_VARIANT["match"], features=[*stats, user_interests[["hist_len"]], match_v1],
+                       tags={"team": "recsys"}, description="stats + embedding match"),
+        # Statistics + embedding match + the candidate's semantic IDs and SID match features.
+        FeatureService(name=SERVICE_BY_VARIANT["match_sid"],
+                       features=[*stats, user_interests[["hist_len"]], match_v1, item_embedding[sid_fields],
+                                 sid_match_v1],
+                       tags={"team": "recsys"}, description="stats + embedding match + semantic IDs"),
+    ]
+    return [user, item, item_embedding, user_interests, item_stats, user_stats, match_v1, sid_match_v1, *services]

@@ -5,10 +5,11 @@ ranking model but never defines them. What follows is our own design, written do
 
 * embedding match (`EMBEDDING_MATCH_FEATURES`): cosine similarity of the candidate's embedding to the user's
   mean, recency-weighted mean and last positive item; max and weight-averaged cosine over the user's interest
-  centroids (PinnerSage-style medoids, see recsys.interests); the number of the user's N most recent positive
-  items whose 64-d Matryoshka prefix has cosine > SIM_THRESHOLD with the candidate's prefix.
-* semantic-ID match (`SID_MATCH_FEATURES`), hierarchical because the IDs come from residual quantisation (sid_l
-  only means something given sid_0..sid_{l-1}): for each level l,
+  centroids (PinnerSage-style medoids, see features.interests); the number of the user's N most recent positive
+  items whose P-d Matryoshka prefix (FeatureConfig.prefix_dim, as mined into recent_prefix) has cosine
+  > SIM_THRESHOLD with the candidate's prefix.
+* semantic-ID match (`sid_match_features(L)`, L = FeatureConfig.sid_levels), hierarchical because the IDs come from
+  residual quantisation (sid_l only means something given sid_0..sid_{l-1}): for each level l < L,
   - `sid_recent_match_l{l}` = 1 if the candidate's prefix (sid_0..sid_l) equals that of ANY of the user's N most
     recent positive items, else 0;
   - `sid_top_centroid_match_l{l}` = 1 if it equals the prefix of the user's top-weight interest medoid, else 0.
@@ -20,29 +21,23 @@ array with one value per row. The SAME functions run inside the Feast on-demand 
 features.definitions) and in offline/simulation code (`compute_match_frame`), so the two cannot drift.
 
 Adding a match feature: write one function `f(user, item) -> np.ndarray` and add one line to
-EMBEDDING_MATCH_FEATURES or SID_MATCH_FEATURES. The on-demand view's output schema is derived from these dicts.
+EMBEDDING_MATCH_FEATURES (or, for one per SID level, to `sid_match_features`). The on-demand views' output
+schemas are derived from these registries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-SID_LEVELS = 3
-"""Semantic-ID levels L (contracts §3: sid_0..sid_{L-1})."""
-PREFIX_DIM = 64
-"""Default Matryoshka prefix length; the actual one is read off the stored recent_prefix (N x P values)."""
-SIM_THRESHOLD = 0.5
-"""Cosine threshold on 64-d prefixes for `hist_sim_count`."""
+from features.schema import sid_columns
 
-# Input columns (Feast feature names; unique across feature views so no view prefix is needed).
-USER_VECTOR_COLUMNS = ("mean_emb", "recency_emb", "last_emb")
-USER_INPUTS = ("hist_len", "mean_emb", "recency_emb", "last_emb", "centroids", "centroid_weights",
-               "centroid_sids", "recent_items", "recent_prefix", "recent_sids")
-ITEM_INPUTS = ("embedding",) + tuple(f"sid_{lvl}" for lvl in range(SID_LEVELS))
+SIM_THRESHOLD = 0.5
+"""Cosine threshold on Matryoshka prefixes for `hist_sim_count`."""
 
 MatchFn = Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
 
@@ -194,15 +189,16 @@ def _centroid_cosines(user: pd.DataFrame, item: pd.DataFrame) -> tuple[np.ndarra
     return _memoized(("centroid_cosines", *map(_identity, cols)), cols, build)
 
 
-def _sid_prefix_match(user_sids: np.ndarray, n_per_row: int, item: pd.DataFrame, level: int,
+def _sid_prefix_match(user_sids: np.ndarray, n_per_row: int, levels: int, item: pd.DataFrame, level: int,
                       user_ok: np.ndarray) -> np.ndarray:
-    """1 where the candidate's (sid_0..sid_level) equals that of any of the user's n_per_row sid tuples."""
+    """1 where the candidate's (sid_0..sid_level) equals that of any of the user's n_per_row sid tuples
+    (user_sids: [rows, n_per_row * levels])."""
     rows = len(item)
-    cand = np.stack([pd.to_numeric(item[f"sid_{lvl}"], errors="coerce").to_numpy(np.float64)
-                     for lvl in range(level + 1)], axis=1)  # [rows, level+1], NaN = unknown item
+    cand = np.stack([pd.to_numeric(item[c], errors="coerce").to_numpy(np.float64)
+                     for c in sid_columns(level + 1)], axis=1)  # [rows, level+1], NaN = unknown item
     if n_per_row == 0:
         return np.zeros(rows)
-    hist = user_sids.reshape(rows, n_per_row, SID_LEVELS)[:, :, : level + 1].astype(np.float64)
+    hist = user_sids.reshape(rows, n_per_row, levels)[:, :, : level + 1].astype(np.float64)
     real = (hist >= 0).all(axis=2)  # padding is -1
     eq = (hist == cand[:, None, :]).all(axis=2) & real
     out = eq.any(axis=1).astype(np.float64)
@@ -247,8 +243,10 @@ def hist_sim_count(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
     """Number of the user's recent positive items with prefix cosine > SIM_THRESHOLD to the candidate."""
     items, _ = stack(user["recent_items"], dtype=np.int64, fill=-1)
     n = items.shape[1]
+    if n == 0:  # no user row has a history
+        return np.zeros(len(item))
     raw, _, _ = _distinct_rows(user["recent_prefix"], None, np.float32, 0)
-    p = raw.shape[1] // n if n else PREFIX_DIM  # prefix length P as mined (InterestConfig.prefix_dim)
+    p = raw.shape[1] // n  # prefix length P as mined (FeatureConfig.prefix_dim, checked when the repo writes)
     pref, ok = _unit_rows(user["recent_prefix"], cols=n * p, shape=(n, p))
     cand, cand_ok = _unit_rows(item["embedding"], cols=p)
     if cand.values.shape[1] < p:  # every candidate unknown
@@ -260,21 +258,21 @@ def hist_sim_count(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- semantic-ID match features
-def _sid_recent(level: int) -> MatchFn:
+def _sid_recent(level: int, levels: int) -> MatchFn:
     def f(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
         items, _ = stack(user["recent_items"], dtype=np.int64, fill=-1)
-        sids, ok = stack(user["recent_sids"], width=items.shape[1] * SID_LEVELS, dtype=np.int64, fill=-1)
-        return _sid_prefix_match(sids, items.shape[1], item, level, ok)
+        sids, ok = stack(user["recent_sids"], width=items.shape[1] * levels, dtype=np.int64, fill=-1)
+        return _sid_prefix_match(sids, items.shape[1], levels, item, level, ok)
     f.__doc__ = f"1 if the candidate's SID prefix up to level {level} equals any recent history item's, else 0."
     f.__name__ = f"sid_recent_match_l{level}"
     return f
 
 
-def _sid_top_centroid(level: int) -> MatchFn:
+def _sid_top_centroid(level: int, levels: int) -> MatchFn:
     def f(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
         sids, ok = stack(user["centroid_sids"], dtype=np.int64, fill=-1)
-        top = sids[:, :SID_LEVELS] if sids.shape[1] >= SID_LEVELS else np.full((len(item), SID_LEVELS), -1)
-        return _sid_prefix_match(top, 1, item, level, ok)
+        top = sids[:, :levels] if sids.shape[1] >= levels else np.full((len(item), levels), -1)
+        return _sid_prefix_match(top, 1, levels, item, level, ok)
     f.__doc__ = f"1 if the candidate's SID prefix up to level {level} equals the top interest medoid's, else 0."
     f.__name__ = f"sid_top_centroid_match_l{level}"
     return f
@@ -289,23 +287,27 @@ EMBEDDING_MATCH_FEATURES: dict[str, MatchFn] = {
     "cos_centroid_wavg": cos_centroid_wavg,
     "hist_sim_count": hist_sim_count,
 }
-SID_MATCH_FEATURES: dict[str, MatchFn] = {
-    **{f"sid_recent_match_l{lvl}": _sid_recent(lvl) for lvl in range(SID_LEVELS)},
-    **{f"sid_top_centroid_match_l{lvl}": _sid_top_centroid(lvl) for lvl in range(SID_LEVELS)},
-}
-MATCH_FEATURES: dict[str, MatchFn] = {**EMBEDDING_MATCH_FEATURES, **SID_MATCH_FEATURES}
-GROUPS: dict[str, dict[str, MatchFn]] = {"embedding": EMBEDDING_MATCH_FEATURES, "sid": SID_MATCH_FEATURES}
 
 
-def compute_match_frame(user: pd.DataFrame, item: pd.DataFrame | None = None, group: str | None = None
-                        ) -> pd.DataFrame:
-    """All match features of a group ("embedding", "sid", or None = all) for aligned user/item rows."""
-    item = user if item is None else item
-    registry = {**EMBEDDING_MATCH_FEATURES, **SID_MATCH_FEATURES} if group is None else GROUPS[group]
+def sid_match_features(sid_levels: int) -> dict[str, MatchFn]:
+    """The semantic-ID match features of items with `sid_levels` levels: recent-history, then top-medoid matches."""
+    return {
+        **{f"sid_recent_match_l{lvl}": _sid_recent(lvl, sid_levels) for lvl in range(sid_levels)},
+        **{f"sid_top_centroid_match_l{lvl}": _sid_top_centroid(lvl, sid_levels) for lvl in range(sid_levels)},
+    }
+
+
+def match_feature_registry(sid_levels: int) -> dict[str, MatchFn]:
+    """Every match feature, embedding then semantic-ID, in the order of the on-demand views' schemas."""
+    return {**EMBEDDING_MATCH_FEATURES, **sid_match_features(sid_levels)}
+
+
+def compute_match_frame(user: pd.DataFrame, item: pd.DataFrame, features: Mapping[str, MatchFn]) -> pd.DataFrame:
+    """The given match features (name -> function, e.g. `match_feature_registry(L)`) for aligned user/item rows."""
     out = {}
     token = _MEMO.set({})
     try:
-        for name, fn in registry.items():
+        for name, fn in features.items():
             out[name] = np.asarray(fn(user, item), dtype=np.float64)
     finally:
         _MEMO.reset(token)
@@ -316,12 +318,15 @@ def compute_match_frame(user: pd.DataFrame, item: pd.DataFrame | None = None, gr
 # function from its SOURCE TEXT with only `pd`/`np` in scope (feast.transformation.udf_rehydrate), so each body
 # imports what it needs itself. Keep them tiny: all logic lives in the registries above.
 def match_v1_udf(inputs: pd.DataFrame) -> pd.DataFrame:
-    from features.match_features import compute_match_frame
+    from features.match_features import EMBEDDING_MATCH_FEATURES, compute_match_frame
 
-    return compute_match_frame(inputs, inputs, "embedding").reset_index(drop=True)
+    return compute_match_frame(inputs, inputs, EMBEDDING_MATCH_FEATURES).reset_index(drop=True)
 
 
 def sid_match_v1_udf(inputs: pd.DataFrame) -> pd.DataFrame:
-    from features.match_features import compute_match_frame
+    from features.match_features import compute_match_frame, sid_match_features
+    from features.schema import sid_levels_of
 
-    return compute_match_frame(inputs, inputs, "sid").reset_index(drop=True)
+    # the view's inputs are the item's sid_0..sid_{L-1} as declared from FeatureConfig.sid_levels
+    return compute_match_frame(inputs, inputs, sid_match_features(sid_levels_of(inputs.columns))).reset_index(
+        drop=True)

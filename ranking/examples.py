@@ -65,9 +65,3 @@ def _sample_users(df: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
         return first.sort_values("event_timestamp", kind="stable").head(max_rows)
     return df.loc[df["user_id"].isin(keep)]
 
-
-def describe_examples(df: pd.DataFrame) -> dict[str, float]:
-    """Size summary of an example frame (for logs and MLflow params)."""
-    return {"examples": float(len(df)), "users": float(df["user_id"].nunique()),
-            "items": float(df["item_id"].nunique()),
-            "positive_rate": float(df["label"].mean()) if len(df) else float("nan")}

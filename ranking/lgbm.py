@@ -1,31 +1,38 @@
-"""LightGBM ranker: a binary classifier of "is this impression positive" over a feature frame.
+"""LightGBM ranker: a binary classifier of "is this impression positive" over a feature frame (a `Ranker`).
 
 - Objective ``binary`` (pointwise CTR-style ranker); scores are probabilities, so log loss and calibration mean
   something.
-- Early stopping on a time-ordered holdout carved out of the TRAINING frame only: rows whose time is in the last
-  ``holdout_fraction`` (20%) of the frame by time are the holdout (all rows sharing the cut-off time go to the
-  holdout, so no timestamp is split). The test frame is never seen while fitting. With ``refit_full=True`` the
-  model is refit on the whole training frame for the early-stopped number of rounds.
+- Early stopping on the time-ordered holdout of the TRAINING frame (``ranking.holdout.time_holdout``); the test
+  frame is never seen while fitting. With ``refit_full=True`` the model is refit on the whole training frame for
+  the early-stopped number of rounds.
 - Categorical features: id-like columns (``user_id``/``item_id`` in the "ids" baseline, ``sid_0..`` semantic
   IDs) are cast to pandas ``category`` with the categories seen in the training frame. LightGBM stores these
   categories inside the model (``pandas_categorical``), so a reloaded booster maps them the same way; unseen
   values become missing. Use :func:`prepare_frame` before calling a bare booster's ``predict``.
-- Deterministic: ``deterministic=True``, ``force_row_wise=True``, fixed ``num_threads`` and ``seed``.
+- Deterministic: ``deterministic=True``, ``force_row_wise=True``, a fixed thread count and ``seed``.
 - Native ``lgb.train`` API (LightGBM 4.7 deprecates ``eval_set=`` of the sklearn ``fit``).
+- Saved as LightGBM's own text model plus a JSON of the wrapper's metadata (nothing that runs code on load).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-logger = logging.getLogger(__name__)
+from ranking.holdout import time_holdout
+from recsys.errors import DataError
+from recsys.io import atomic_directory
+from recsys.runtime import resolve_threads
+
+MODEL_FILE = "model.txt"
+META_FILE = "lgbm.json"
 
 
 class LGBMConfig(BaseModel):
@@ -49,7 +56,7 @@ class LGBMConfig(BaseModel):
     cat_l2: float = Field(10.0, ge=0)
     min_data_per_group: int = Field(50, ge=1, description="min rows per categorical value group")
     max_bin: int = Field(255, ge=2)
-    num_threads: int = Field(2, ge=1)
+    num_threads: int | None = Field(None, ge=1, description="LightGBM threads (None = every usable core)")
     seed: int = 0
 
     def lgb_params(self) -> dict[str, Any]:
@@ -57,7 +64,8 @@ class LGBMConfig(BaseModel):
         skip = {"num_boost_round", "early_stopping_rounds", "holdout_fraction", "refit_full"}
         params = {k: v for k, v in self.model_dump().items() if k not in skip}
         params.update(objective="binary", metric=["binary_logloss", "auc"], deterministic=True,
-                      force_row_wise=True, verbosity=-1, first_metric_only=True)
+                      force_row_wise=True, verbosity=-1, first_metric_only=True,
+                      num_threads=resolve_threads(self.num_threads))
         return params
 
 
@@ -88,33 +96,15 @@ def prepare_frame(frame: pd.DataFrame, features: Sequence[str], categorical: Seq
     return pd.DataFrame(out, index=frame.index)
 
 
-def time_holdout(frame: pd.DataFrame, fraction: float, time_col: str = "event_timestamp") -> np.ndarray:
-    """Boolean mask of the holdout: rows at or after the time quantile (1 - fraction) of `time_col`.
-
-    Whole timestamps go to one side. If that leaves an empty side (e.g. one timestamp), the last rows in
-    stable time order form the holdout instead.
-    """
-    n = len(frame)
-    if n < 2:
-        raise ValueError(f"need at least 2 training rows for a time holdout, got {n}")
-    ts = frame[time_col].to_numpy()
-    order = np.argsort(ts, kind="stable")
-    cut_pos = min(n - 1, max(1, int(np.floor(n * (1 - fraction)))))
-    cut_time = ts[order[cut_pos]]
-    mask = ts >= cut_time
-    if mask.all() or not mask.any():
-        mask = np.zeros(n, dtype=bool)
-        mask[order[cut_pos:]] = True
-    return mask
-
-
 class LGBMRanker:
     """Fit/predict wrapper around a LightGBM binary booster.
 
     >>> ranker = LGBMRanker(LGBMConfig(seed=1)).fit(train_frame, ["item_pos_rate", "cos_mean"], categorical=[])
     >>> p = ranker.predict(test_frame)            # [N] probabilities
-    >>> ranker.feature_importance()               # DataFrame[feature, gain, split], by gain
+    >>> ranker.feature_importance()               # Series "gain" by feature, largest first
     """
+
+    kind: ClassVar[str] = "lgbm"
 
     def __init__(self, config: LGBMConfig | None = None):
         self.config = config or LGBMConfig()
@@ -122,14 +112,10 @@ class LGBMRanker:
         self.features: list[str] = []
         self.categorical: list[str] = []
         self.categories: dict[str, list] = {}
-        self.best_iteration: int = 0
         self.fit_info: dict[str, Any] = {}
-        self.holdout_index_: pd.Index | None = None
-        self.evals_result_: dict = {}
 
-    # ------------------------------------------------------------------------------------------ fit
     def fit(self, frame: pd.DataFrame, features: Sequence[str], categorical: Sequence[str] = (),
-            label: str = "label", time_col: str = "event_timestamp") -> "LGBMRanker":
+            label: str = "label", time_col: str = "event_timestamp") -> LGBMRanker:
         """Train on `frame` (early stopping on its latest `holdout_fraction` by `time_col`)."""
         features, categorical = list(features), list(categorical)
         if not features:
@@ -141,14 +127,13 @@ class LGBMRanker:
                 raise KeyError(f"training frame lacks column '{col}'")
         y = frame[label].to_numpy(dtype=np.float64)
         if not np.isin(y, (0.0, 1.0)).all():
-            raise ValueError(f"label column '{label}' must be 0/1")
+            raise DataError("label must be 0/1", column=label)
         cfg = self.config
         self.features, self.categorical = features, categorical
         self.categories = {c: sorted(pd.unique(frame[c].dropna()).tolist()) for c in categorical}
         X = prepare_frame(frame, features, categorical, self.categories)
 
         hold = time_holdout(frame, cfg.holdout_fraction, time_col)
-        self.holdout_index_ = frame.index[hold]
         params = cfg.lgb_params()
         cat = categorical or "auto"
         dtrain = lgb.Dataset(X[~hold], y[~hold], categorical_feature=cat, free_raw_data=False)
@@ -160,7 +145,6 @@ class LGBMRanker:
                        lgb.record_evaluation(evals)],
         )
         best = int(booster.best_iteration or booster.current_iteration())
-        self.evals_result_ = evals
         ts = frame[time_col]
         self.fit_info = {
             "n_train": int(len(frame)), "n_fit": int((~hold).sum()), "n_holdout": int(hold.sum()),
@@ -175,73 +159,60 @@ class LGBMRanker:
             booster = lgb.train(params, dfull, num_boost_round=best)
         else:
             booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-        self.booster, self.best_iteration = booster, best
+        self.booster = booster
         return self
 
-    # ------------------------------------------------------------------------------------- predict
-    def _check(self) -> lgb.Booster:
+    def _fitted(self) -> lgb.Booster:
         if self.booster is None:
             raise RuntimeError("LGBMRanker is not fitted")
         return self.booster
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The exact model input for `frame` (what a reloaded booster's predict expects)."""
+        """The exact model input for `frame` (what a bare booster's predict expects)."""
         return prepare_frame(frame, self.features, self.categorical, self.categories or None)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """[N] float64 probabilities of a positive, one per row of `frame`."""
-        booster = self._check()
+        booster = self._fitted()
         if len(frame) == 0:
             return np.zeros(0, dtype=np.float64)
         return np.asarray(booster.predict(self.prepare(frame)), dtype=np.float64)
 
-    def feature_importance(self) -> pd.DataFrame:
-        """DataFrame[feature, gain, split, gain_share], sorted by gain (descending)."""
-        b = self._check()
-        gain = b.feature_importance("gain")
-        df = pd.DataFrame({"feature": b.feature_name(), "gain": gain.astype(np.float64),
-                           "split": b.feature_importance("split").astype(np.int64)})
-        total = df["gain"].sum()
-        df["gain_share"] = df["gain"] / total if total > 0 else 0.0
-        return df.sort_values(["gain", "feature"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    def feature_importance(self) -> pd.Series:
+        """Total split gain per feature, largest first (ties by name)."""
+        b = self._fitted()
+        gain = pd.Series(b.feature_importance("gain").astype(np.float64), index=b.feature_name(), name="gain")
+        order = sorted(gain.index, key=lambda f: (-gain[f], f))
+        return gain.loc[order]
 
-    # ------------------------------------------------------------------------------------- metadata
-    def metadata(self, include_categories: bool = False) -> dict[str, Any]:
-        """What is needed to rebuild the wrapper around a reloaded booster (JSON-able).
-
-        Categories are optional: the booster stores them itself (``pandas_categorical``).
-        """
-        meta = {"features": list(self.features), "categorical": list(self.categorical),
-                "best_iteration": int(self.best_iteration), "config": self.config.model_dump()}
-        if include_categories:
-            meta["categories"] = {k: [_jsonable(v) for v in vals] for k, vals in self.categories.items()}
-        return meta
+    def save(self, directory: str | Path) -> Path:
+        """Write model.txt (LightGBM's text model) and lgbm.json (features, categories, config) atomically."""
+        booster = self._fitted()
+        meta = {"features": self.features, "categorical": self.categorical,
+                "categories": {k: [_jsonable(v) for v in vals] for k, vals in self.categories.items()},
+                "config": self.config.model_dump(), "fit_info": self.fit_info}
+        target = Path(directory)
+        with atomic_directory(target) as tmp:
+            booster.save_model(str(tmp / MODEL_FILE))
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=_jsonable))
+        return target
 
     @classmethod
-    def from_booster(cls, booster: lgb.Booster, metadata: dict[str, Any]) -> "LGBMRanker":
-        """Wrap a (reloaded) booster with the `metadata()` it was saved with."""
-        r = cls(LGBMConfig(**metadata.get("config", {})))
-        r.booster = booster
-        r.features = list(metadata["features"])
-        r.categorical = list(metadata.get("categorical", []))
-        if booster.feature_name() != r.features:
-            raise ValueError(f"booster features {booster.feature_name()} != metadata features {r.features}")
-        if "categories" in metadata:
-            r.categories = {k: list(v) for k, v in metadata["categories"].items()}
-        else:
-            stored = getattr(booster, "pandas_categorical", None) or []
-            cat_in_order = [f for f in r.features if f in r.categorical]
-            if len(stored) != len(cat_in_order):
-                raise ValueError(f"booster stores {len(stored)} categorical columns, metadata names {cat_in_order}")
-            r.categories = {c: list(v) for c, v in zip(cat_in_order, stored)}
-        r.best_iteration = int(metadata.get("best_iteration", booster.current_iteration()))
-        return r
-
-    def metadata_json(self) -> str:
-        return json.dumps(self.metadata(include_categories=True))
+    def load(cls, directory: str | Path) -> LGBMRanker:
+        path = Path(directory)
+        meta = json.loads((path / META_FILE).read_text())
+        ranker = cls(LGBMConfig(**meta["config"]))
+        ranker.booster = lgb.Booster(model_file=str(path / MODEL_FILE))
+        ranker.features, ranker.categorical = list(meta["features"]), list(meta["categorical"])
+        if ranker.booster.feature_name() != ranker.features:
+            raise DataError(f"booster features {ranker.booster.feature_name()} != saved features {ranker.features}",
+                            file=str(path / META_FILE))
+        ranker.categories = {k: list(v) for k, v in meta["categories"].items()}
+        ranker.fit_info = meta["fit_info"]
+        return ranker
 
 
-def _jsonable(v):
+def _jsonable(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, pd.Timestamp):

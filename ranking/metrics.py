@@ -9,17 +9,19 @@ the user id of each example.
   positive and a negative example (others have no AUC); ``gauc_report`` also gives that coverage. Higher is better.
 - ``logloss``: binary cross entropy (scikit-learn ``log_loss``, p clipped to [1e-7, 1 - 1e-7]); lower is better.
 
-Bootstrap (``bootstrap_ci``, ``paired_bootstrap_diff``): examples of one user are correlated, so we resample
-USERS with replacement (cluster bootstrap) and report percentile intervals. A user drawn k times counts k times;
-this is implemented with per-row weights (k for every row of that user), which gives exactly the same value as
-duplicating the rows, without copying data. The paired version draws one set of user resamples and evaluates
-both variants on it, so the interval is for the difference on the same examples.
+Bootstrap: examples of one user are correlated, so we resample USERS with replacement (cluster bootstrap) and
+report percentile intervals. One implementation, ``bootstrap_interval``, serves every interval of the project:
+the ranking metrics (``bootstrap_ci``, ``paired_bootstrap_diff``) and the lifetime simulator's per-user means
+(``mean_ci``). A user drawn k times counts k times; this is implemented with per-row weights (k for every row of
+that user), which gives exactly the same value as duplicating the rows, without copying data. The paired
+versions evaluate both variants on the same user resamples, so the interval is for the difference on the same
+examples.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,8 +30,6 @@ from sklearn.metrics import log_loss, roc_auc_score
 MetricFn = Callable[..., float]
 
 EPS = 1e-7
-
-GREATER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
 
 
 def _arrays(y, p) -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +208,20 @@ def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def bootstrap_interval(statistic: Callable[[np.ndarray], float], n_clusters: int, n: int = 200, seed: int = 0,
+                       alpha: float = 0.05) -> tuple[float, float]:
+    """(lo, hi): the (1 - alpha) percentile interval of `statistic(counts)` over `n` cluster resamples.
+
+    counts[c] = how many times cluster c was drawn in one resample of `n_clusters` clusters with replacement.
+    Resamples where the statistic is undefined (NaN) are dropped from the interval. The same `seed` gives the
+    same resamples, which is what makes two statistics on the same clusters paired.
+    """
+    if n < 1:
+        raise ValueError(f"bootstrap n must be >= 1, got {n}")
+    values = np.array([statistic(counts) for counts in _draws(n_clusters, n, seed)], dtype=np.float64)
+    return _interval(values, alpha)
+
+
 def bootstrap_ci(metric_fn: MetricFn, y, p, groups=None, n: int = 200, seed: int = 0,
                  alpha: float = 0.05) -> tuple[float, float, float]:
     """(point, lo, hi): metric on all data and the (1 - alpha) percentile interval over `n` resamples.
@@ -216,13 +230,10 @@ def bootstrap_ci(metric_fn: MetricFn, y, p, groups=None, n: int = 200, seed: int
     `metric_fn` is one of this module's metrics or any `fn(y, p[, groups][, sample_weight]) -> float`.
     Resamples where the metric is undefined (e.g. one class only) are dropped from the interval.
     """
-    if n < 1:
-        raise ValueError(f"bootstrap n must be >= 1, got {n}")
     y, p = _arrays(y, p)
     codes, n_clusters = _cluster_codes(len(y), groups)
     ev = _Evaluator(metric_fn, y, p, codes, groups)
-    values = np.array([ev.resampled(c) for c in _draws(n_clusters, n, seed)])
-    return (ev.point(), *_interval(values, alpha))
+    return (ev.point(), *bootstrap_interval(ev.resampled, n_clusters, n, seed, alpha))
 
 
 def paired_bootstrap_diff(metric_fn: MetricFn, y, p_a, p_b, groups=None, n: int = 200, seed: int = 0,
@@ -236,20 +247,24 @@ def paired_bootstrap_diff(metric_fn: MetricFn, y, p_a, p_b, groups=None, n: int 
     codes, n_clusters = _cluster_codes(len(y), groups)
     ev_a = _Evaluator(metric_fn, y, p_a, codes, groups)
     ev_b = _Evaluator(metric_fn, y, p_b, codes, groups)
-    diffs = np.array([ev_a.resampled(c) - ev_b.resampled(c) for c in _draws(n_clusters, n, seed)])
-    return (ev_a.point() - ev_b.point(), *_interval(diffs, alpha))
+    interval = bootstrap_interval(lambda c: ev_a.resampled(c) - ev_b.resampled(c), n_clusters, n, seed, alpha)
+    return (ev_a.point() - ev_b.point(), *interval)
 
 
-def evaluate(y, p, groups, n_bootstrap: int = 200, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
-    """Flat dict: auc, auc_lo, auc_hi, gauc(+_lo/_hi), gauc coverage, logloss(+_lo/_hi), n, positive_rate."""
-    out: dict[str, float] = {}
-    for name, fn in METRICS.items():
-        point, lo, hi = bootstrap_ci(fn, y, p, groups, n=n_bootstrap, seed=seed, alpha=alpha)
-        out.update({name: point, f"{name}_lo": lo, f"{name}_hi": hi})
-    rep = gauc_report(y, p, groups)
-    out.update({k: v for k, v in rep.items() if k != "gauc"})
-    y_arr = np.asarray(y, dtype=np.float64)
-    out["n_examples"] = float(len(y_arr))
-    out["n_users"] = float(pd.Series(np.asarray(groups)).nunique())
-    out["positive_rate"] = float(y_arr.mean()) if len(y_arr) else float("nan")
-    return out
+def mean_ci(values, n: int = 200, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:
+    """(mean, lo, hi) of one value per cluster (e.g. a user's LT7); NaN = not eligible, left out of the mean.
+
+    Clusters are resampled as a whole (NaN ones included, so the eligible count varies like the data would). For a
+    paired difference pass the per-cluster difference with the same `seed`: both policies see the same resamples.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    eligible = ~np.isnan(v)
+    if not eligible.any():
+        return float("nan"), float("nan"), float("nan")
+    x = np.where(eligible, v, 0.0)
+
+    def resampled_mean(counts: np.ndarray) -> float:
+        weight = float(counts @ eligible)
+        return float(counts @ x) / weight if weight else float("nan")
+
+    return (float(v[eligible].mean()), *bootstrap_interval(resampled_mean, len(v), n, seed, alpha))

@@ -1,9 +1,9 @@
 """Figures for the ranking experiment (matplotlib object API with the Agg canvas: no display, no pyplot state).
 
-- ``roc_figure``: ROC curves of all variants on one axes, AUC in the legend.
+- ``roc_figure``: ROC curves of all variants on one axes (scikit-learn ``RocCurveDisplay``), AUC in the legend.
 - ``decile_table`` / ``decile_figure``: examples binned into deciles of predicted score; per decile the mean
   prediction, the observed positive rate (calibration) and the lift = observed rate / overall rate.
-- ``importance_figure``: horizontal bar chart of feature importance (gain).
+- ``importance_figure``: horizontal bar chart of a ranker's feature importance (named by what it measures).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_curve
+from sklearn.metrics import RocCurveDisplay
+
+from recsys.io import atomic_file
 
 
 def _figure(w: float, h: float) -> Figure:
@@ -24,22 +26,18 @@ def _figure(w: float, h: float) -> Figure:
 
 
 def save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
-    return path
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    return Path(path)
 
 
-def roc_figure(y, preds: dict[str, np.ndarray], aucs: dict[str, float] | None = None,
-               title: str = "ROC (test period)") -> Figure:
+def roc_figure(y, preds: dict[str, np.ndarray], title: str = "ROC (test period)") -> Figure:
     fig = _figure(5.5, 5)
     ax = fig.add_subplot(1, 1, 1)
     y = np.asarray(y)
-    for name, p in preds.items():
-        fpr, tpr, _ = roc_curve(y, np.asarray(p))
-        label = name if aucs is None or name not in aucs else f"{name} (AUC {aucs[name]:.4f})"
-        ax.plot(fpr, tpr, label=label, linewidth=1.2)
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    for i, (name, p) in enumerate(preds.items()):
+        RocCurveDisplay.from_predictions(y, np.asarray(p), name=name, ax=ax, curve_kwargs={"linewidth": 1.2},
+                                         plot_chance_level=i == len(preds) - 1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="lower right", fontsize=8)
     return fig
@@ -73,10 +71,11 @@ def decile_figure(table: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def importance_figure(importance: pd.DataFrame, title: str, top: int = 30) -> Figure:
-    d = importance.sort_values("gain", ascending=False).head(top).iloc[::-1]
+def importance_figure(importance: pd.Series, title: str, top: int = 30) -> Figure:
+    """`importance`: value per feature (index), named by what it measures (e.g. gain, permutation_auc_drop)."""
+    d = importance.sort_values(ascending=False).head(top).iloc[::-1]
     fig = _figure(6, max(2.0, 0.3 * len(d) + 1))
     ax = fig.add_subplot(1, 1, 1)
-    ax.barh(d["feature"], d["gain"], color="tab:green")
-    ax.set(xlabel="total gain", title=title)
+    ax.barh(list(d.index), d.to_numpy(), color="tab:green")
+    ax.set(xlabel=str(importance.name or "importance"), title=title)
     return fig

@@ -1,18 +1,33 @@
-"""Adapter from a trained ranker to the lifetime simulator's Policy protocol.
+"""Trained rankers as the lifetime simulator's policies.
 
 ``Policy.score(day, user_ids [U], candidates [U, C], history) -> scores [U, C]``. The simulator owns the
-candidates and the history; the integrator provides ``feature_fn`` that builds, from that history, the same
-feature columns the ranker was trained on (typically via features.match_features and the statistics code), one
-row per (user, candidate) in ROW-MAJOR order: row ``i * C + j`` is user ``user_ids[i]`` with candidate
-``candidates[i, j]``. If the frame has user_id / item_id columns they are checked against that order.
+candidates and the history; a ``feature_fn`` builds, from that history, the same feature columns the ranker was
+trained on, one row per (user, candidate) in ROW-MAJOR order: row ``i * C + j`` is user ``user_ids[i]`` with
+candidate ``candidates[i, j]``. If the frame has user_id / item_id columns they are checked against that order.
+
+`set_feature_fn` is that function for an embedding set: `features.inmemory.InMemoryFeatures` applies the same
+builders, match functions and defaults as the Feast path, at the day's snapshot (midnight: the daily
+point-in-time snapshots the rankers were trained on).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
+
+from features.definitions import FULL_SERVICE
+from features.inmemory import InMemoryFeatures
+from features.interests import InterestConfig
+from features.repo import FeatureRepo
+from features.serving import service_layout
+from features.statistics import StatsConfig
+from ranking.embedding_sets import EmbeddingSet, set_columns, set_of_variant
+from ranking.simulate import Policy, PopularityPolicy, RandomPolicy
+from recsys.data.schema import PositiveRule
+from recsys.world.generator import World
 
 FeatureFn = Callable[[int, np.ndarray, np.ndarray, pd.DataFrame], pd.DataFrame]
 
@@ -51,3 +66,30 @@ class RankerPolicy:
         if scores.shape != (n_users * n_cand,):
             raise ValueError(f"model returned scores of shape {scores.shape}, expected ({n_users * n_cand},)")
         return scores.reshape(n_users, n_cand)
+
+
+def set_feature_fn(world: World, embedding_set: EmbeddingSet, service_features: dict[str, list[str]],
+                   positive: PositiveRule, interest_cfg: InterestConfig, stats_cfg: StatsConfig) -> FeatureFn:
+    """Features of an embedding set's full FeatureService from the simulated history, named as in training."""
+    repo = FeatureRepo(embedding_set.repo_dir)
+    builder = InMemoryFeatures(pd.read_parquet(embedding_set.item_embeddings), positive,
+                               service_layout(repo.store, FULL_SERVICE), repo.cfg, interest_cfg, stats_cfg)
+    rename = set_columns(service_features, embedding_set.suffix)
+
+    def feature_fn(day: int, user_ids: np.ndarray, candidates: np.ndarray, history: pd.DataFrame) -> pd.DataFrame:
+        frame = builder.frame(world.timestamp(day).floor("D"), user_ids, candidates, history)
+        return frame.rename(columns=rename)
+
+    return feature_fn
+
+
+def lifetime_policies(world: World, rankers: Mapping[str, Scorer], sets: Sequence[EmbeddingSet],
+                      features_by_set: Mapping[str, dict[str, list[str]]], positive: PositiveRule,
+                      interest_cfg: InterestConfig, stats_cfg: StatsConfig, seed: int = 0) -> dict[str, Policy]:
+    """random and popularity references, then one RankerPolicy per variant on its embedding set's features."""
+    feature_fns = {s.name: set_feature_fn(world, s, features_by_set[s.name], positive, interest_cfg, stats_cfg)
+                   for s in sets}
+    policies: dict[str, Policy] = {"random": RandomPolicy(seed=seed), "popularity": PopularityPolicy()}
+    for variant, ranker in rankers.items():
+        policies[variant] = RankerPolicy(ranker, feature_fns[set_of_variant(variant, sets).name], name=variant)
+    return policies

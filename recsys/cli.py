@@ -10,8 +10,8 @@ import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -32,7 +32,7 @@ app.add_typer(features_app, name="features")
 console = Console(width=200) if not sys.stdout.isatty() and "COLUMNS" not in os.environ else Console()
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML run config (defaults to the built-in demo settings).")
-SetOpt = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set embedding.train.steps=50.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set embedding.train.batch_size=32.")
 RunDirOpt = typer.Option(Path("runs/demo"), "--run-dir", "-r", help="Directory for every output of the run.")
 
 
@@ -41,8 +41,7 @@ def _friendly_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from recsys.config_io import ConfigError
-        from recsys.data.errors import DataError
+        from recsys.errors import ConfigError, DataError
 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         for pkg in ("recsys", "embedding", "features", "ranking"):
@@ -56,7 +55,7 @@ def _friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _load(config: Optional[Path], overrides: Optional[list[str]]):
+def _load(config: Path | None, overrides: list[str] | None):
     from recsys.config import RunConfig
     from recsys.config_io import load_model
 
@@ -72,10 +71,10 @@ def _print_mapping(title: str, mapping: dict) -> None:
 
 @data_app.command("prepare")
 @_friendly_errors
-def data_prepare(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = SetOpt,
-                 source: Optional[str] = typer.Option(None, help="synthetic | movielens | parquet"),
-                 path: Optional[Path] = typer.Option(None, help="Input folder (MovieLens or canonical parquet)."),
-                 posters: Optional[Path] = typer.Option(None, help="MovieLens posters folder (<movieId>.jpg)."),
+def data_prepare(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt,
+                 source: str | None = typer.Option(None, help="synthetic | movielens | parquet"),
+                 path: Path | None = typer.Option(None, help="Input folder (MovieLens or canonical parquet)."),
+                 posters: Path | None = typer.Option(None, help="MovieLens posters folder (<movieId>.jpg)."),
                  out: Path = typer.Option(Path("runs/data"), "--out", "-o", help="Prepared dataset directory."),
                  force: bool = typer.Option(False, help="Re-prepare even if --out holds a dataset.")):
     """Turn raw data into the canonical dataset format (manifest + parquet tables) and print a summary."""
@@ -109,7 +108,7 @@ def features_apply(run_dir: Path = RunDirOpt):
 @features_app.command("materialize")
 @_friendly_errors
 def features_materialize(run_dir: Path = RunDirOpt,
-                         end: Optional[str] = typer.Option(None, help="Materialize up to this UTC time "
+                         end: str | None = typer.Option(None, help="Materialize up to this UTC time "
                                                            "(default: the end of the run's snapshots).")):
     """Incrementally load feature values into the online store (idempotent: a second run writes nothing new)."""
     import json
@@ -133,26 +132,53 @@ def features_materialize(run_dir: Path = RunDirOpt,
 def features_serve(user: int = typer.Option(..., help="user_id"),
                    candidates: str = typer.Option(..., help="Comma-separated candidate item ids."),
                    run_dir: Path = RunDirOpt,
-                   service: str = typer.Option("ranking_match_sid_v1", help="Feast FeatureService name.")):
+                   service: str | None = typer.Option(
+                       None, help="Feast FeatureService name (default: the service with every ranking feature).")):
     """Print the ranking-ready frame for one user and candidates from the online store (unknown ids get
     documented defaults and unknown_user/unknown_item flags)."""
+    from features.definitions import FULL_SERVICE
     from features.repo import FeatureRepo
-    from features.serving import rank_frame
 
     ids = [int(c) for c in candidates.split(",") if c.strip()]
-    frame = rank_frame(FeatureRepo(run_dir), user, ids, service)
+    frame = FeatureRepo(run_dir).online(user, ids, service or FULL_SERVICE)
     view = frame.set_index("item_id").drop(columns="user_id").T
     console.print(f"user {user}: one column per candidate item")
     console.print(view.to_string(), highlight=False)
 
 
+@app.command("teachers")
+@_friendly_errors
+def teachers(dataset: Path = typer.Option(..., help="A prepared dataset directory."),
+             out: Path = typer.Option(..., "--out", "-o", help="Output directory: <out>/id, <out>/sequence, "
+                                      "<out>/teachers_report.json."),
+             config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt,
+             teacher: str = typer.Option("both", help="id | sequence | both")):
+    """Train the TorchRec teachers (the config's `teachers` section) on a prepared dataset. Under torchrun the
+    tables are sharded over the ranks: `torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port 29500
+    -m recsys.cli teachers --dataset DIR --out DIR`; rank 0 writes the exports and prints the metrics."""
+    from embedding.teachers import TEACHER_KINDS, TeacherConfig, train_teachers
+    from recsys.data.dataset import load_dataset
+
+    if teacher not in (*TEACHER_KINDS, "both"):
+        raise typer.BadParameter(f"--teacher {teacher!r}: expected one of {[*TEACHER_KINDS, 'both']}")
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:  # one log per job, not one per process
+        logging.getLogger("embedding").setLevel(logging.WARNING)
+    section = _load(config, overrides).teachers
+    results = train_teachers(load_dataset(dataset), TeacherConfig(**section.model_dump(exclude={"enabled"})), out,
+                             TEACHER_KINDS if teacher == "both" else (teacher,))
+    if rank == 0:
+        for kind, res in results.items():
+            _print_mapping(f"{kind} teacher {res.model_version}", {k: f"{v:.4f}" for k, v in res.metrics.items()})
+
+
 @app.command("run")
 @_friendly_errors
-def run(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = SetOpt, run_dir: Path = RunDirOpt,
-        stages: Optional[list[str]] = typer.Option(None, "--stage", help="Run only up to these stages (data, "
+def run(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt, run_dir: Path = RunDirOpt,
+        stages: list[str] | None = typer.Option(None, "--stage", help="Run only up to these stages (data, "
                                                    "encode, embedding, teachers, cre, features, ranking, "
                                                    "simulation)."),
-        force: Optional[list[str]] = typer.Option(None, "--force", help="Rerun a finished stage from scratch "
+        force: list[str] | None = typer.Option(None, "--force", help="Rerun a finished stage from scratch "
                                                   "(its training checkpoint is discarded; repeatable).")):
     """The main job: prepare data, encode items, train the omni-modal embedding, mine interests, build and
     materialize Feast features, compare rankers (AUC/GAUC in MLflow) and simulate lifetime (LT7/LT14).

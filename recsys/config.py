@@ -2,6 +2,19 @@
 
 Load with `recsys.config_io.load_model(RunConfig, path, overrides)`; an unknown key or bad value is an error
 that names the key (e.g. `embedding.train.batch_size: Input should be greater than 1`).
+
+Cross-stage parameters have one source each; the validator below derives what other stages need from it and
+refuses settings that contradict it, naming both keys:
+
+| parameter                | source key                                   | derived into                              |
+|--------------------------|----------------------------------------------|-------------------------------------------|
+| embedding dimension      | embedding.train.model.embed_dim              | the Feast schema (FeatureConfig)          |
+| Matryoshka prefix        | features.interests.prefix_dim (one of        | interests, match features (FeatureConfig) |
+|                          | embedding.train.model.matryoshka_dims)       |                                           |
+| semantic-ID levels       | embedding.semantic_ids.levels                | Feast schema, SID match features          |
+| held-out pair split      | embedding.train.pairs                        | embedding.cre.pairs                       |
+| seed, device             | seed, device                                 | every stage's seed/device the user left   |
+| FeatureService names     | features.definitions.SERVICE_BY_VARIANT      | ranker variants                           |
 """
 
 from __future__ import annotations
@@ -13,14 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from embedding.cre import CREConfig
 from embedding.encoders.config import EncoderConfig
 from embedding.semantic_ids import SemanticIdConfig
+from embedding.teachers.config import TeacherConfig
 from embedding.train import EmbeddingTrainConfig
+from features.definitions import FeatureConfig
+from features.interests import InterestConfig
+from features.statistics import StatsConfig
 from ranking.dlrm import DLRMConfig
 from ranking.lgbm import LGBMConfig
+from ranking.simulate import SimulationConfig
 from recsys.data.config import DataConfig
-from recsys.interests import InterestConfig
-from recsys.simulate import SimulationConfig
-from recsys.statistics import StatsConfig
-from recsys.teachers.config import TeacherConfig
 from recsys.world.config import WorldConfig
 
 
@@ -96,7 +110,31 @@ class RunConfig(_Section):
     simulation: SimulationSection = Field(default_factory=SimulationSection)
 
     @model_validator(mode="after")
-    def _propagate_seed_and_device(self) -> "RunConfig":
+    def _derive_cross_stage_parameters(self) -> RunConfig:
+        model = self.embedding.train.model
+        prefix = self.features.interests.prefix_dim
+        if prefix not in model.all_dims:
+            raise ValueError(
+                f"features.interests.prefix_dim={prefix} must be one of the embedding's trained prefixes: "
+                f"embedding.train.model.matryoshka_dims={model.matryoshka_dims} or "
+                f"embedding.train.model.embed_dim={model.embed_dim}")
+        cre = self.embedding.cre
+        if "pairs" in cre.model_fields_set and cre.pairs != self.embedding.train.pairs:
+            raise ValueError("embedding.cre.pairs must equal embedding.train.pairs (CRE evaluates on the content "
+                             "stage's held-out pairs); set embedding.train.pairs only")
+        object.__setattr__(cre, "pairs", self.embedding.train.pairs.model_copy())
+        return self
+
+    def feature_config(self) -> FeatureConfig:
+        """The Feast repository's config, derived from the embedding and features sections."""
+        fc = self.features
+        return FeatureConfig(embedding_dim=self.embedding.train.model.embed_dim,
+                             sid_levels=self.embedding.semantic_ids.levels, prefix_dim=fc.interests.prefix_dim,
+                             offline_store=fc.offline_store, spark_master=fc.spark_master,
+                             online_store=fc.online_store, redis_connection=fc.redis_connection)
+
+    @model_validator(mode="after")
+    def _propagate_seed_and_device(self) -> RunConfig:
         """The run's seed and device reach every stage config that did not set its own."""
 
         def visit(model: BaseModel) -> None:

@@ -8,11 +8,10 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from recsys.errors import ConfigError
+from recsys.io import write_text
+
 M = TypeVar("M", bound=BaseModel)
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the key."""
 
 
 def _format(err: ValidationError, source: str) -> str:
@@ -79,4 +78,4 @@ def load_model(model: type[M], path: str | Path | None = None, overrides: list[s
 
 
 def dump_model(cfg: BaseModel, path: Path) -> None:
-    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

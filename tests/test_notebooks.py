@@ -147,7 +147,7 @@ def test_quickstart(quickstart, kernel_env):
 def test_add_a_match_feature(quickstart, kernel_env):
     nb, out = _execute("02_add_a_match_feature.ipynb", PROBE_02)
     assert "cos_centroid_top" in out["registry"]
-    # the feature flowed into the rankers (via the FeatureServices, or the notebook's explicit fallback)
+    # the feature flowed into the rankers through the FeatureServices (the notebook has no fallback path)
     assert out["variants_with_feature"], out
     assert out["before_parent"] != out["after_parent"]
     # present in the point-in-time training frame with finite values (NaN only without history)

@@ -13,8 +13,9 @@ Outputs with the default config (fp16 unless cache_dtype="float32"):
   the sum of caps, 112). pooled_text [N, 384] float32 = mean of all valid tokens (zeros for an item without text).
 - encode_texts: every token carries the index of `field` ("title" for queries; "categories" suits label texts).
 - image [N, F, 16, 320] + image_mask [N, F]: EfficientNet-Lite0 at 192x128, 320-ch last-block map (linear, signed
-  values; image.feature="head" gives the 1280-ch ReLU6 head) pooled to a 4x4 grid (row-major, top-left first); F = min(max_frames=4, most image paths of any item); frame j = image_paths[j]
-  (cover in slot 0; a missing/corrupt frame keeps its slot with mask False). None when no item has images.
+  values; image.feature="head" gives the 1280-ch ReLU6 head) pooled to a 4x4 grid (row-major, top-left first);
+  F = min(max_frames=4, most image paths of any item); frame j = image_paths[j] (cover in slot 0; a
+  missing/corrupt frame keeps its slot with mask False). None when no item has images.
 - audio [N, K, 64, 100] ("logmel": 2 s chunks at 16 kHz, hop 20 ms) or [N, K, Da] ("embedding"), audio_mask [N, K];
   K = min(max_chunks=4, most chunks of any clip). None when no item has audio.
 - precomputed {modality: [N, D] float32} from vec_<modality> columns, NaN rows where missing.

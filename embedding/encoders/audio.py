@@ -94,7 +94,7 @@ class LogMel(nn.Module):
         self.register_buffer("fb", fb, persistent=False)
 
     @classmethod
-    def from_config(cls, cfg: AudioEncoderConfig) -> "LogMel":
+    def from_config(cls, cfg: AudioEncoderConfig) -> LogMel:
         return cls(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.n_mels, cfg.f_min, cfg.f_max)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
@@ -221,7 +221,7 @@ class AudioEncoder:
                 raise ValueError(f"audio.model: no feature extractor (preprocessor_config.json) in {path} and no "
                                  f"default for model type '{config.model_type}'") from None
 
-    def load(self) -> "AudioEncoder":
+    def load(self) -> AudioEncoder:
         if self.kind == "logmel":
             if self.frontend is None:
                 self.frontend = LogMel.from_config(self.cfg).to(self.device)

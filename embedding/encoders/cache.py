@@ -6,7 +6,7 @@ Layout::
     <cache_dir>/<modality>/<identity hash>/shard-<uuid>.npz   records written so far
 
 A record is a dict of arrays whose first dimension may vary between records (ragged); a shard stores each array
-name concatenated plus offsets. Shards are written to a temp file and renamed (os.replace), so a crash never leaves a
+name concatenated plus offsets. Shards and identity.json are written atomically (recsys.io), so a crash never leaves a
 half-written shard and an interrupted run resumes from the shards it finished. Later shards win on duplicate keys.
 """
 
@@ -20,6 +20,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
+from recsys.io import atomic_file, write_text
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,7 @@ class FeatureCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         ident = self.dir / "identity.json"
         if not ident.is_file():
-            tmp = self.dir / f".identity.json.tmp-{uuid.uuid4().hex[:8]}"
-            tmp.write_text(json.dumps(identity, indent=2, sort_keys=True, default=str))
-            os.replace(tmp, ident)
+            write_text(ident, json.dumps(identity, indent=2, sort_keys=True, default=str))
         self._index: dict[str, tuple[int, int]] | None = None
         self._shards: list[dict[str, np.ndarray]] = []
 
@@ -115,14 +115,11 @@ class FeatureCache:
             lengths = np.array([len(p) for p in parts], dtype=np.int64)
             arrays[f"{name}__off"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
             arrays[name] = np.concatenate(parts, axis=0)
-        name = f"shard-{uuid.uuid4().hex}.npz"
-        tmp = self.dir / f".{name}.tmp"
-        with open(tmp, "wb") as f:
+        final = self.dir / f"shard-{uuid.uuid4().hex}.npz"
+        with atomic_file(final) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
-            os.fsync(f.fileno())
-        final = self.dir / name
-        os.replace(tmp, final)
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes the shard visible
         self._load()
         self._add_shard(arrays)
         return final

@@ -94,7 +94,7 @@ class AudioEncoderConfig(_Strict):
     batch_size: int = Field(32, ge=1)
 
     @model_validator(mode="after")
-    def _check(self) -> "AudioEncoderConfig":
+    def _check(self) -> AudioEncoderConfig:
         if self.f_max is not None and self.f_max <= self.f_min:
             raise ValueError(f"f_max ({self.f_max}) must be above f_min ({self.f_min})")
         return self
@@ -115,10 +115,11 @@ class EncoderConfig(_Strict):
     audio: AudioEncoderConfig = Field(default_factory=AudioEncoderConfig)
     device: str = "auto"
     """Used when encode_items/encode_texts get device=None."""
-    num_threads: int | None = Field(None, ge=1)
-    """torch.set_num_threads while encoding (restored after). None = auto: all cores but one, at least 1. On a
-    shared 2-core machine one thread encodes ~5x faster than two when other processes are busy (OpenMP threads
-    wait on each other across preempted cores)."""
+    num_threads: int | None = Field(1, ge=1)
+    """torch threads while encoding (recsys.runtime.torch_threads, restored after): a positive int, or None for
+    every core this process may use. One by default: on a shared 2-core machine one thread encoded several times
+    faster than two while other processes were busy (OpenMP threads wait on each other across preempted cores);
+    set None on a machine of your own."""
     shard_size: int = Field(256, ge=1)
     """Items per cache shard: an interrupted run loses at most one shard of work."""
     cache_dtype: Literal["float16", "float32"] = "float16"

@@ -11,11 +11,11 @@ listed in info["skipped"]. Their status is cached too (keyed by the same bytes),
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from embedding.encoders.image import ImageEncoder, load_image
 from embedding.encoders.precomputed import precomputed_vectors
 from embedding.encoders.text import TextEncoder, assemble_tokens, item_field_texts
 from embedding.encoders.types import TEXT_FIELDS, EncodedItems, TextTokens
-from recsys.utils import resolve_device
+from recsys.runtime import resolve_device, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +48,6 @@ def _get(cls, sub_cfg, device: torch.device):
     if key not in _ENCODERS:
         _ENCODERS[key] = cls(sub_cfg, device)
     return _ENCODERS[key]
-
-
-def auto_threads() -> int:
-    """All cores but one (at least 1), never more than torch's own default."""
-    import os
-
-    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    n = n or auto_threads()
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _chunks(seq: list, size: int) -> Iterator[list]:
@@ -153,13 +135,11 @@ def encode_texts(texts: list[str], cfg: EncoderConfig | None = None, cache_dir: 
     cap = int(cap or cfg.text.query_cap)
     dev = resolve_device(cfg.device if device is None else device)
     texts = [str(t) for t in texts]
-    with _threads(cfg.num_threads):
+    with torch_threads(cfg.num_threads):
         enc = _get(TextEncoder, cfg.text, dev)
         fields_of = [{field: t.strip()} if t.strip() else {} for t in texts]
         keys = [record_key(None, sha1(field, str(cap), t.strip())) for t in texts]
         if cache_dir is None:
-            import tempfile
-
             with tempfile.TemporaryDirectory() as tmp:
                 return _texts_from_cache(enc, cfg, Path(tmp), keys, fields_of, field, cap, texts)
         return _texts_from_cache(enc, cfg, Path(cache_dir), keys, fields_of, field, cap, texts)
@@ -353,7 +333,7 @@ def encode_items(ds, cfg: EncoderConfig | None = None, cache_dir: Path | str = "
     cache_dir.mkdir(parents=True, exist_ok=True)
     info: dict = {"identity": {}, "dims": {}, "encoded": {}, "cached": {}, "skipped": {}, "device": str(dev)}
     items = ds.items
-    with _threads(cfg.num_threads):
+    with torch_threads(cfg.num_threads):
         if cfg.text.enabled:
             text, pooled = _item_text(items, cfg, cache_dir, dev, info)
         else:

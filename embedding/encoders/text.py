@@ -90,7 +90,7 @@ class TextEncoder:
             ident["path"] = str(Path(self.cfg.model).expanduser().resolve())
         return ident
 
-    def load(self) -> "TextEncoder":
+    def load(self) -> TextEncoder:
         if self.model is None:
             from transformers import AutoModel, AutoTokenizer
 

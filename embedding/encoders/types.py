@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,7 +17,7 @@ class TextTokens:
     tokens: np.ndarray  # [N, Lt, Dt] float16, zero padded
     field: np.ndarray  # [N, Lt] int8: index into TEXT_FIELDS of each token, -1 = padding
 
-    def take(self, idx: np.ndarray) -> "TextTokens":
+    def take(self, idx: np.ndarray) -> TextTokens:
         return TextTokens(self.tokens[idx], self.field[idx])
 
     def __len__(self) -> int:
@@ -41,20 +41,3 @@ class EncodedItems:
 
     def __len__(self) -> int:
         return len(self.item_ids)
-
-    def index_of(self, item_ids: np.ndarray) -> np.ndarray:
-        """Row positions of the given item ids; raises KeyError naming an unknown id."""
-        lookup = {int(i): n for n, i in enumerate(self.item_ids)}
-        try:
-            return np.array([lookup[int(i)] for i in np.asarray(item_ids)], dtype=np.int64)
-        except KeyError as e:
-            raise KeyError(f"item_id {e.args[0]} is not among the encoded items") from None
-
-    def take(self, idx: np.ndarray) -> "EncodedItems":
-        idx = np.asarray(idx)
-        pick = lambda a: None if a is None else a[idx]  # noqa: E731
-        return replace(
-            self, item_ids=self.item_ids[idx], text=self.text.take(idx), pooled_text=self.pooled_text[idx],
-            image=pick(self.image), image_mask=pick(self.image_mask), audio=pick(self.audio),
-            audio_mask=pick(self.audio_mask), precomputed={k: v[idx] for k, v in self.precomputed.items()},
-        )

@@ -16,7 +16,7 @@ class SplitConfig(BaseModel):
     test_fraction: float = Field(0.15, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
-    def _sum(self) -> "SplitConfig":
+    def _sum(self) -> SplitConfig:
         if self.valid_fraction + self.test_fraction >= 1:
             raise ValueError("valid_fraction + test_fraction must be < 1")
         return self
@@ -44,7 +44,7 @@ class DataConfig(BaseModel):
     positive: PositiveConfig | None = None
 
     @model_validator(mode="after")
-    def _paths(self) -> "DataConfig":
+    def _paths(self) -> DataConfig:
         if self.source in ("movielens", "parquet") and self.path is None:
             raise ValueError(f"data.path is required for source '{self.source}'")
         if self.source == "parquet" and self.positive is None:

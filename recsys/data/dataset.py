@@ -6,22 +6,18 @@ prepare never leaves a half-written dataset and never destroys the previous one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
-from recsys.data.errors import DataError
 from recsys.data.schema import MODALITIES, PRECOMPUTED_VECTOR_PREFIX, Manifest, PositiveRule
 from recsys.data.split import TemporalSplit
 from recsys.data.validate import validate_interactions, validate_items, validate_queries, validate_users
+from recsys.errors import DataError
+from recsys.io import atomic_directory
 
 TABLES = ("items", "interactions", "users", "queries")
 
@@ -94,27 +90,6 @@ def content_hash(tables: dict[str, pd.DataFrame | None], media_root: Path | None
                 h.update(str(path.relative_to(media_root)).encode())
                 h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `target` only if the block succeeds."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def build_dataset(
@@ -194,7 +169,7 @@ def load_dataset(path: str | Path) -> Dataset:
     root = Path(path)
     manifest_path = root / "manifest.json"
     if not manifest_path.is_file():
-        raise DataError(f"not a prepared dataset (no manifest.json); run `recsys data prepare` first",
+        raise DataError("not a prepared dataset (no manifest.json); run `recsys data prepare` first",
                         file=str(root))
     manifest = Manifest.from_dict(json.loads(manifest_path.read_text()))
     frames = {}

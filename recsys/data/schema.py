@@ -82,7 +82,7 @@ class Manifest:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Manifest":
+    def from_dict(cls, d: dict) -> Manifest:
         return cls(
             name=d["name"],
             version=d.get("version", FORMAT_VERSION),

@@ -22,7 +22,7 @@ class TemporalSplit:
             raise ValueError(f"split: train_end {self.train_end} must not be after valid_end {self.valid_end}")
 
     @classmethod
-    def from_fractions(cls, timestamps: pd.Series, valid_fraction: float, test_fraction: float) -> "TemporalSplit":
+    def from_fractions(cls, timestamps: pd.Series, valid_fraction: float, test_fraction: float) -> TemporalSplit:
         """Cut-offs at time quantiles so that about the given fractions of events fall in valid and test."""
         if not (0 <= valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
             raise ValueError(f"split fractions: valid={valid_fraction}, test={test_fraction} must be in [0,1) "
@@ -34,7 +34,7 @@ class TemporalSplit:
         return cls(pd.Timestamp(train_end), pd.Timestamp(valid_end))
 
     @classmethod
-    def from_manifest(cls, split: dict) -> "TemporalSplit":
+    def from_manifest(cls, split: dict) -> TemporalSplit:
         return cls(pd.Timestamp(split["train_end"]), pd.Timestamp(split["valid_end"]))
 
     def to_manifest(self) -> dict[str, str]:

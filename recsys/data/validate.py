@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys.data.errors import DataError
 from recsys.data.schema import (
     ITEM_LIST_FIELDS,
     ITEM_TEXT_FIELDS,
@@ -17,6 +16,7 @@ from recsys.data.schema import (
     REQUIRED_ITEM_COLUMNS,
     REQUIRED_QUERY_COLUMNS,
 )
+from recsys.errors import DataError
 
 
 def _require_columns(df: pd.DataFrame, required: tuple[str, ...], file: str) -> None:

@@ -173,7 +173,7 @@ class BehaviourLaw:
             np.savez(fh, **{name: getattr(self, name) for name in ARRAY_FIELDS})
 
     @classmethod
-    def load(cls, directory: str | Path) -> "BehaviourLaw":
+    def load(cls, directory: str | Path) -> BehaviourLaw:
         d = Path(directory)
         scalars = json.loads((d / "law.json").read_text())
         with np.load(d / "law.npz") as z:

@@ -93,7 +93,7 @@ class WorldConfig(BaseModel):
     split: tuple[float, float] = (0.15, 0.15)    # (valid_fraction, test_fraction) of interactions by time
 
     @model_validator(mode="after")
-    def _check(self) -> "WorldConfig":
+    def _check(self) -> WorldConfig:
         lo, hi = self.interest_peaks
         if not 1 <= lo <= hi <= self.n_topics:
             raise ValueError(f"interest_peaks={self.interest_peaks} must satisfy 1 <= lo <= hi <= n_topics")

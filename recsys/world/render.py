@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from recsys.world.generator import World, stream
+from recsys.world.generator import World
+from recsys.world.latents import stream
 
 _S_IMAGE, _S_AUDIO, _S_MISSING = 11, 12, 13
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")

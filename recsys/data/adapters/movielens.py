@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.data.dataset import Dataset, build_dataset, write_dataset
-from recsys.data.errors import DataError
 from recsys.data.schema import PositiveRule
 from recsys.data.split import TemporalSplit
+from recsys.errors import DataError
 
 log = logging.getLogger(__name__)
 

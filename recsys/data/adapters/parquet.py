@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.data.dataset import Dataset, build_dataset, write_dataset
-from recsys.data.errors import DataError
 from recsys.data.schema import REQUIRED_INTERACTION_COLUMNS, PositiveRule
+from recsys.errors import DataError
 
 
 def _read(path: Path, required: bool = True) -> pd.DataFrame | None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from recsys.data.dataset import Dataset, atomic_directory, build_dataset, write_tables
+from recsys.data.dataset import Dataset, build_dataset, write_tables
 from recsys.data.schema import PositiveRule
+from recsys.io import atomic_directory
 from recsys.world.config import WorldConfig
 from recsys.world.generator import generate_world
 from recsys.world.render import render_media

@@ -1,0 +1,48 @@
+"""The four feature source tables of a run, built from the dataset and the item-embedding table.
+
+The Matryoshka prefix and the semantic-ID levels the interests are mined with come from the FeatureConfig (the
+same one the repository's schema is built from); an InterestConfig given beside it must agree with it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.definitions import FeatureConfig
+from features.interests import InterestConfig, daily_snapshots, mine_interests
+from features.statistics import StatsConfig, item_stats, user_stats
+from recsys.data.dataset import Dataset
+from recsys.errors import ConfigError
+
+
+def interest_config_for(cfg: FeatureConfig, interest_cfg: InterestConfig | None = None) -> InterestConfig:
+    """The InterestConfig to mine with under `cfg`: `interest_cfg` (default: all defaults but cfg's prefix_dim),
+    refused when its prefix disagrees with the repository's."""
+    if interest_cfg is None:
+        return InterestConfig(prefix_dim=cfg.prefix_dim)
+    if interest_cfg.prefix_dim != cfg.prefix_dim:
+        raise ConfigError(f"features.interests.prefix_dim={interest_cfg.prefix_dim} disagrees with "
+                          f"FeatureConfig.prefix_dim={cfg.prefix_dim}: the interests must be mined with the prefix "
+                          "the feature schema declares")
+    return interest_cfg
+
+
+def build_feature_tables(ds: Dataset, item_embeddings: pd.DataFrame, start, end, cfg: FeatureConfig,
+                         interest_cfg: InterestConfig | None = None, stats_cfg: StatsConfig | None = None
+                         ) -> dict[str, pd.DataFrame]:
+    """All four source tables (features.schema.SOURCES), with daily snapshots from start's day to end's day.
+
+    Interests use ds's positive interactions, stats all interactions (every row is an impression); both only
+    count events strictly before each snapshot, so every period may be used (contracts: point-in-time rule).
+    """
+    interest_cfg = interest_config_for(cfg, interest_cfg)
+    snaps = daily_snapshots(start, end)
+    inter = ds.interactions
+    pos = ds.is_positive(inter)
+    return {
+        "item_embedding": item_embeddings,
+        "user_interests": mine_interests(inter.loc[pos], item_embeddings, snaps, interest_cfg,
+                                         sid_levels=cfg.sid_levels),
+        "item_stats": item_stats(inter, pos, snaps, stats_cfg),
+        "user_stats": user_stats(inter, pos, snaps, stats_cfg),
+    }

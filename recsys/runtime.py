@@ -1,0 +1,74 @@
+"""Where and how a stage computes: device, CPU threads, seeds. One meaning of each setting, project-wide.
+
+- device: "auto" -> cuda when available, else cpu; anything else is passed to `torch.device`.
+- num_threads: None -> every core this process may run on (its CPU affinity, not the machine's core count);
+  a positive int -> exactly that many torch threads. Applied for the duration of a block and restored after.
+- seeds: a stage runs its seeded work inside `seeded(cfg.seed)` (or draws from local generators seeded from its
+  config); the caller's global random state is never reset. The run config derives every stage's seed from the
+  run seed unless the user set it (recsys/config.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def available_cores() -> int:
+    """Cores this process may actually use (sched_getaffinity where the OS has it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(num_threads: int | None) -> int:
+    if num_threads is None:
+        return available_cores()
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be a positive integer or None (all usable cores), got {num_threads}")
+    return int(num_threads)
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[int]:
+    """Run the block with `resolve_threads(num_threads)` torch intra-op threads; restore the previous count."""
+    n = resolve_threads(num_threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with Python, numpy and torch generators seeded from `seed`; restore their state after.
+
+    Library code wraps its seeded work in this (model init, sampling), so a stage is deterministic on its own and
+    never resets the caller's global random state.
+    """
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+

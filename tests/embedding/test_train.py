@@ -1,0 +1,112 @@
+"""The content trainer: exact resume, the lr schedule it follows, determinism, stages and a small quality bar."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from embedding.model import OmniEmbeddingModel
+from embedding.model_config import OmniEmbeddingConfig
+from embedding.tasks import PairConfig
+from embedding.train import EmbeddingTrainConfig, StageConfig, train_embedding
+from recsys.checkpoint import STATE_NAME
+from recsys.data.dataset import Dataset
+
+
+def tiny_cfg(steps: int = 6, **kw) -> EmbeddingTrainConfig:
+    model = OmniEmbeddingConfig(hidden=32, layers=1, heads=2, n_latents=4, embed_dim=32, matryoshka_dims=[8, 16],
+                                dropout=0.1, field_drop_prob=0.2)
+    base = dict(model=model, stages=[StageConfig(steps=steps)], batch_size=16, warmup_steps=2, checkpoint_every=2,
+                log_every=2, eval_max_queries=50, num_threads=1, pairs=PairConfig(label_min_items=3))
+    return EmbeddingTrainConfig(**{**base, **kw})
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _weights(model_dir) -> dict[str, torch.Tensor]:
+    return OmniEmbeddingModel.from_pretrained(model_dir).state_dict()
+
+
+def _state(run_dir) -> dict:
+    return torch.load(run_dir / "checkpoint" / STATE_NAME, weights_only=True)  # plain containers only
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="min_lr"):
+        EmbeddingTrainConfig(lr=1e-4, min_lr=1e-3)
+    assert tiny_cfg(steps=5, stages=[StageConfig(steps=5), StageConfig(steps=7)]).total_steps == 12
+
+
+def test_train_resume_equals_uninterrupted(pair_world, tmp_path):
+    ds, enc, texts = pair_world.ds, pair_world.enc, pair_world.encode_texts
+    cfg = tiny_cfg(steps=6)
+    full = train_embedding(ds, enc, cfg, tmp_path / "full", "cpu", texts)
+    assert full.metrics["train/steps"] == 6
+    assert {"i2i/recall@10", "baseline/i2i/recall@10", "q2i/recall@10", "label/recall@1",
+            "temperature/i2i"} <= set(full.metrics)
+    summary = json.loads((tmp_path / "full" / "train_summary.json").read_text())
+    assert set(summary["pairs"]) == {"i2i", "q2i", "label"}
+    # the steps' learning rates are the warmup + cosine values (lr 1e-3, min_lr 1e-4, warmup 2 of 6 steps)
+    lrs = [h["lr"] for h in _state(tmp_path / "full")["history"]]
+    cosine = [1e-4 + 0.5 * (1 + math.cos(math.pi * k / 4)) * 9e-4 for k in range(4)]
+    assert lrs == pytest.approx([1e-3 / 3, 2e-3 / 3, *cosine], rel=1e-12)
+
+    def stop_at_3(step, info):
+        if step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_embedding(ds, enc, cfg, tmp_path / "cut", "cpu", texts, on_step=stop_at_3)
+    assert _state(tmp_path / "cut")["step"] == 2  # last checkpoint (every 2 steps) before the interruption
+    resumed = train_embedding(ds, enc, cfg, tmp_path / "cut", "cpu", texts)
+    assert resumed.metrics["train/steps"] == 6
+    a, b = _weights(full.model_dir), _weights(resumed.model_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.metrics["train/loss"] == pytest.approx(full.metrics["train/loss"])
+    # a finished run resumes to "done" without training again
+    calls = []
+    again = train_embedding(ds, enc, cfg, tmp_path / "cut", "cpu", texts, on_step=lambda s, i: calls.append(s))
+    assert again.metrics["train/steps"] == 6 and not calls
+    # a checkpoint from other settings, or from other inputs, is refused, naming what differs
+    with pytest.raises(ValueError, match="batch_size"):
+        train_embedding(ds, enc, tiny_cfg(steps=6, batch_size=8), tmp_path / "cut", "cpu", texts)
+    fewer = Dataset(ds.manifest, ds.items, ds.interactions.iloc[40:])  # other interactions: other pairs
+    with pytest.raises(ValueError, match="fingerprint"):
+        train_embedding(fewer, enc, cfg, tmp_path / "cut", "cpu", texts)
+
+
+def test_train_deterministic_under_seed_and_leaves_global_rng_alone(pair_world, tmp_path):
+    ds, enc = pair_world.ds, pair_world.enc
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+    r1 = train_embedding(ds, enc, tiny_cfg(steps=3), tmp_path / "a", "cpu")  # i2i only without encode_texts
+    after = (random.getstate(), np.random.get_state()[1], torch.get_rng_state())
+    assert before[0] == after[0] and np.array_equal(before[1], after[1]) and torch.equal(before[2], after[2])
+    r2 = train_embedding(ds, enc, tiny_cfg(steps=3), tmp_path / "b", "cpu")
+    r3 = train_embedding(ds, enc, tiny_cfg(steps=3, seed=1), tmp_path / "c", "cpu")
+    a, b, c = _weights(r1.model_dir), _weights(r2.model_dir), _weights(r3.model_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert set(r1.pair_info) == {"i2i"}
+
+
+def test_stages_and_quality_bar(pair_world, tmp_path):
+    """Trained i2i Recall@10 on held-out (cold) items clearly beats random (10 / N)."""
+    ds, enc = pair_world.ds, pair_world.enc
+    cfg = tiny_cfg(steps=1, lr=3e-3, warmup_steps=10, checkpoint_every=1000, batch_size=32,
+                   stages=[StageConfig(name="content", steps=60, tasks={"i2i": 1.0, "label": 1.0}),
+                           StageConfig(name="i2i", steps=40, tasks={"i2i": 1.0})],
+                   pairs=PairConfig(holdout_fraction=0.25, label_min_items=3))
+    res = train_embedding(ds, enc, cfg, tmp_path / "q", "cpu", pair_world.encode_texts)
+    random_recall = 10 / len(enc)
+    assert res.metrics["train/steps"] == 100
+    assert res.metrics["i2i/recall@10"] > 4 * random_recall, res.metrics

@@ -1,0 +1,61 @@
+"""Online serving: documented defaults and flags for unknown ids, and the same frame as offline retrieval, for any
+number of semantic-ID levels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import match_features as mf
+from features.definitions import FULL_SERVICE, SERVICE_BY_VARIANT
+from features.schema import sid_columns
+from features.serving import rank_frame, service_layout
+
+
+@pytest.fixture(scope="module")
+def repo(fw, tmp_path_factory):
+    items, ev = fw.make_world()
+    repo = fw.build_repo(tmp_path_factory.mktemp("run"), items, ev)
+    repo.materialize(fw.START + pd.Timedelta(days=9))
+    return repo
+
+
+def test_unknown_ids_get_defaults_and_flags(repo):
+    f = rank_frame(repo.store, 987654, [100, 555555], FULL_SERVICE)
+    assert list(f["item_id"]) == [100, 555555] and f["unknown_user"].all()
+    assert list(f["unknown_item"]) == [False, True]
+    assert (f["user_impressions"] == 0).all() and (f["hist_len"] == 0).all() and f["user_positive_rate"].isna().all()
+    assert f["cos_mean"].isna().all() and (f["hist_sim_count"] == 0).all() and (f["sid_recent_match_l0"] == 0).all()
+    assert (f.loc[1, sid_columns(3)] == -1).all() and f.loc[1, "item_impressions"] == 0
+    assert f["item_impressions"].dtype == np.int64 and f["sid_2"].dtype == np.int64
+
+
+def test_layout_reads_defaults_from_the_schema(repo):
+    layout = service_layout(repo.store, FULL_SERVICE)
+    assert layout["defaults"] == {"item_impressions": 0, "item_positives": 0, "user_impressions": 0,
+                                  "user_positives": 0, "hist_len": 0, "sid_0": -1, "sid_1": -1, "sid_2": -1}
+    assert layout["derived"] == list(mf.match_feature_registry(3))
+    assert service_layout(repo.store, SERVICE_BY_VARIANT["baseline"])["derived"] == []
+
+
+@pytest.mark.parametrize("levels", [2, 4])
+def test_other_sid_levels_build_materialize_and_serve(fw, tmp_path, levels):
+    items, ev = fw.make_world(seed=levels, sid_levels=levels)
+    repo = fw.build_repo(tmp_path, items, ev, sid_levels=levels)
+    t = fw.START + pd.Timedelta(days=8)
+    repo.materialize(t)
+    cands = [*items["item_id"], 99999]  # the users' own recent items among them: full SID matches exist
+    sids, matches = sid_columns(levels), list(mf.sid_match_features(levels))
+    online = {u: repo.online(u, cands) for u in (1, 2, 3, 424242)}
+    for u, on in online.items():
+        assert [c for c in on.columns if c.startswith("sid_") and c[4:].isdigit()] == sids
+        assert [c for c in on.columns if c.startswith("sid_") and "match" in c] == matches
+        expect = items.set_index("item_id").reindex(cands)[sids].fillna(-1).astype(np.int64)
+        np.testing.assert_array_equal(on[sids].to_numpy(), expect.to_numpy())  # every item created before t
+        edf = pd.DataFrame({"user_id": u, "item_id": cands, "event_timestamp": t})
+        off = repo.historical(edf).drop(columns="event_timestamp")
+        pd.testing.assert_frame_equal(on.reset_index(drop=True), off.reset_index(drop=True), check_exact=False,
+                                      rtol=1e-12, atol=0)
+    both = pd.concat(online.values())
+    assert both[f"sid_recent_match_l{levels - 1}"].sum() > 0 and both["sid_recent_match_l0"].lt(1).any()

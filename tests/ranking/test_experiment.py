@@ -1,0 +1,74 @@
+"""The ranking experiment (ranking/experiment.py): rankers fit on the training frame only, the match feature
+wins, the table carries what each variant is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ranking import lgbm as lgbm_mod
+from ranking.dlrm import DLRMConfig
+from ranking.experiment import run_experiment
+from ranking.variants import VariantSpec
+
+
+def test_match_variant_beats_baseline(experiment):
+    res = experiment.result
+    t = res.table.set_index("variant")
+    assert list(t.index) == ["baseline", "match", "match_sid"]
+    assert t.loc["match", "auc"] > t.loc["baseline", "auc"]
+    assert t.loc["match", "auc_diff_vs_baseline_lo"] > 0                 # paired CI above zero
+    assert t.loc["match", "gauc_diff_vs_baseline_lo"] > 0
+    assert t.loc["match", "logloss_diff_vs_baseline_hi"] < 0
+    assert t.loc["match", "ndcg_fake"] == 0.5 and np.isnan(t.loc["baseline", "ndcg_fake"])
+    for v, spec in experiment.variants.items():
+        assert t.loc[v, "n_features"] == len(spec.features) and t.loc[v, "n_test"] == len(res.predictions)
+        assert t.loc[v, "best_iteration"] == res.models[v].fit_info["best_iteration"]
+        assert t.loc[v, "run_id"] == res.run_ids[v]
+    assert list(res.predictions.columns) == ["user_id", "item_id", "event_timestamp", "label",
+                                             "baseline", "match", "match_sid"]
+
+
+def test_rankers_see_only_the_training_frame(frames, fast_lgbm, monkeypatch):
+    train, test = frames
+    seen = []
+    real_train = lgbm_mod.lgb.train
+
+    def spy(params, train_set, *args, valid_sets=None, **kw):
+        seen.append((train_set.data.index, [v.data.index for v in (valid_sets or [])]))
+        return real_train(params, train_set, *args, valid_sets=valid_sets, **kw)
+
+    monkeypatch.setattr(lgbm_mod.lgb, "train", spy)
+    res = run_experiment(train, test, {"baseline": VariantSpec(("item_positive_rate", "cos_mean"))},
+                         ranker_configs={"lgbm": fast_lgbm}, n_bootstrap=5)
+    (fit_idx, [hold_idx]), = seen
+    assert hold_idx.isin(train.index).all() and fit_idx.isin(train.index).all()
+    assert not hold_idx.isin(test.index).any() and not fit_idx.isin(test.index).any()
+    assert len(fit_idx) + len(hold_idx) == len(train) and not fit_idx.isin(hold_idx).any()
+    assert train.loc[hold_idx, "event_timestamp"].min() >= train.loc[fit_idx, "event_timestamp"].max()
+    assert len(hold_idx) == pytest.approx(0.2 * len(train), abs=5)
+    assert res.models["baseline"].fit_info["n_holdout"] == len(hold_idx)
+
+
+def test_each_variant_gets_its_kind_of_ranker(frames, fast_lgbm):
+    train, test = frames
+    variants = {"baseline": VariantSpec(("user_id", "cos_mean"), ("user_id",)),
+                "dlrm_baseline": VariantSpec(("user_id", "cos_mean"), ("user_id",), ranker="dlrm")}
+    dlrm = DLRMConfig(epochs=2, permutation_importance=False)
+    res = run_experiment(train, test, variants, ranker_configs={"lgbm": fast_lgbm, "dlrm": dlrm}, n_bootstrap=5)
+    assert {v: m.kind for v, m in res.models.items()} == {"baseline": "lgbm", "dlrm_baseline": "dlrm"}
+    assert res.models["dlrm_baseline"].config == dlrm and res.models["baseline"].config == fast_lgbm
+    t = res.table.set_index("variant")
+    assert t.loc["dlrm_baseline", "best_iteration"] == res.models["dlrm_baseline"].fit_info["best_epoch"]
+    assert t.loc["dlrm_baseline", "auc"] > 0.6
+
+
+def test_experiment_refuses_overlapping_periods_and_bad_frames(frames, fast_lgbm):
+    train, test = frames
+    one = {"baseline": VariantSpec(("item_positive_rate",))}
+    with pytest.raises(ValueError, match="train_frame must end before test_frame"):
+        run_experiment(test, train, one, ranker_configs={"lgbm": fast_lgbm}, n_bootstrap=5)
+    with pytest.raises(KeyError, match="cos_nope"):
+        run_experiment(train, test, {"x": VariantSpec(("cos_nope",))}, n_bootstrap=5)
+    with pytest.raises(ValueError, match="clash"):
+        run_experiment(train, test, {"label": VariantSpec(("item_positive_rate",))}, n_bootstrap=5)

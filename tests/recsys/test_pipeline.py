@@ -1,0 +1,170 @@
+"""The main job end to end on tiny settings, through the real CLI: every stage, MLflow, resumability, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RECSYS = [sys.executable, "-m", "recsys.cli"]
+
+
+def _run(args: list[str], cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(RECSYS + args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    proc = _run(["run", "--config", "configs/tiny.yaml", "--run-dir", str(run_dir)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run_dir
+
+
+def test_every_stage_finished(tiny_run):
+    from recsys.pipeline import STAGES
+
+    for stage in STAGES:
+        assert (tiny_run / "stages" / f"{stage}.json").is_file(), stage
+    assert (tiny_run / "results.md").is_file()
+    assert (tiny_run / "feature_repo" / "feature_store.yaml").is_file()
+    assert (tiny_run / "content_only" / "feature_repo" / "feature_store.yaml").is_file()
+
+
+def test_results_table_and_mlflow_runs(tiny_run):
+    import mlflow
+
+    ranking = json.loads((tiny_run / "stages" / "ranking.json").read_text())
+    table = pd.DataFrame(ranking["table"]).set_index("variant")
+    expected = {"baseline", "match", "match_sid", "match_content", "match_sid_content", "dlrm_baseline",
+                "dlrm_match_sid"}
+    assert set(table.index) == expected
+    assert table["auc"].between(0.5, 1.0).all()
+    assert (table["auc_lo"] <= table["auc"]).all() and (table["auc"] <= table["auc_hi"]).all()
+    sim = pd.DataFrame(json.loads((tiny_run / "stages" / "simulation.json").read_text())["summary"])
+    assert expected | {"random", "popularity"} == set(sim["policy"])
+    mlflow.set_tracking_uri(f"sqlite:///{tiny_run / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["synthetic"])
+    variants = runs.loc[runs["tags.role"] == "variant"]
+    assert set(variants["tags.variant"]) == expected
+    assert variants["metrics.auc"].notna().all() and variants["metrics.lt7"].notna().all()
+
+
+def test_ranker_features_come_from_feast_services(tiny_run):
+    ranking = json.loads((tiny_run / "stages" / "ranking.json").read_text())
+    variants = ranking["variants"]
+    assert "cos_mean" in variants["match"]["features"] and "cos_mean" not in variants["baseline"]["features"]
+    assert "cos_mean_content" in variants["match_content"]["features"]
+    assert "sid_0" in variants["match_sid"]["categorical"]
+    assert variants["dlrm_match_sid"]["ranker"] == "dlrm"
+
+
+def test_cold_items_are_embedded(tiny_run):
+    items = pd.read_parquet(tiny_run / "dataset" / "items.parquet")
+    emb = pd.read_parquet(tiny_run / "cre" / "item_embeddings.parquet")
+    assert len(emb) == len(items)
+    manifest = json.loads((tiny_run / "dataset" / "manifest.json").read_text())
+    cold = items.loc[items["created_at"] >= pd.Timestamp(manifest["split"]["valid_end"]), "item_id"]
+    assert len(cold) > 0
+    assert set(cold) <= set(emb["item_id"])
+
+
+def test_rerun_skips_finished_stages(tiny_run):
+    before = (tiny_run / "stages" / "ranking.json").read_text()
+    proc = _run(["run", "--config", "configs/tiny.yaml", "--run-dir", str(tiny_run)], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("cached") >= 5
+    assert (tiny_run / "stages" / "ranking.json").read_text() == before
+
+
+def test_feature_commands_and_serving_defaults(tiny_run):
+    proc = _run(["features", "materialize", "--run-dir", str(tiny_run)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rows" in proc.stdout
+    proc = _run(["features", "serve", "--run-dir", str(tiny_run), "--user", "1", "--candidates", "1,2,987654"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "unknown_item" in proc.stdout and "True" in proc.stdout
+
+
+def test_bad_config_names_the_key_and_exits_2(tmp_path):
+    proc = _run(["run", "--run-dir", str(tmp_path / "r"), "--set", "ranking.lgbm.num_leavs=8"])
+    assert proc.returncode == 2
+    assert "ranking.lgbm.num_leavs" in proc.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("embedding:\n  train:\n    batch_size: one\n")
+    proc = _run(["run", "--config", str(bad), "--run-dir", str(tmp_path / "r")])
+    assert proc.returncode == 2 and "embedding.train.batch_size" in proc.stdout
+
+
+def test_inconsistent_prefix_and_dimension_exit_2_naming_both_keys(tmp_path):
+    proc = _run(["run", "--run-dir", str(tmp_path / "r"), "--set", "features.interests.prefix_dim=100"])
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = " ".join(proc.stdout.split())  # rich may wrap the message
+    assert "features.interests.prefix_dim" in out and "embedding.train.model.matryoshka_dims" in out
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("levels", [2, 4])
+def test_semantic_id_levels_flow_into_features(tmp_path, levels):
+    """embedding.semantic_ids.levels is the one source: the item table, the Feast schema, the SID match features
+    and what the online store serves all have `levels` levels (teachers and CRE off: this is about features)."""
+    from feast import FeatureStore
+
+    run_dir = tmp_path / "run"
+    proc = _run(["run", "--config", "configs/tiny.yaml", "--run-dir", str(run_dir), "--stage", "features",
+                 "--set", f"embedding.semantic_ids.levels={levels}", "--set", "teachers.enabled=false",
+                 "--set", "embedding.cre.enabled=false"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sids = [f"sid_{lvl}" for lvl in range(levels)]
+    emb = pd.read_parquet(run_dir / "embedding" / "item_embeddings.parquet")
+    assert sorted(c for c in emb.columns if c.startswith("sid_")) == sids
+    store = FeatureStore(repo_path=str(run_dir / "feature_repo"))
+    item_view = store.get_feature_view("item_embedding")
+    assert sorted(f.name for f in item_view.features if f.name.startswith("sid_")) == sids
+    on_demand = [f.name for v in store.list_on_demand_feature_views() for f in v.features]
+    sid_matches = sorted(f for f in on_demand if f.startswith("sid_recent_match_l"))
+    assert sid_matches == [f"sid_recent_match_l{lvl}" for lvl in range(levels)]
+    proc = _run(["features", "serve", "--run-dir", str(run_dir), "--user", "1", "--candidates", "1,2,3"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"sid_recent_match_l{levels - 1}" in proc.stdout and f"sid_recent_match_l{levels}" not in proc.stdout
+
+
+def test_data_prepare_movielens_cli(movielens_dir, tmp_path):
+    out = tmp_path / "ml"
+    proc = _run(["data", "prepare", "--source", "movielens", "--path", str(movielens_dir), "--posters",
+                 str(movielens_dir / "posters"), "--out", str(out)])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for expected in ("610", "9742", "100836", "9517"):
+        assert expected in proc.stdout
+
+
+def test_data_prepare_bad_input_exits_2(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    pd.DataFrame({"item_id": [1, 1], "created_at": ["2026-01-01", "2026-01-02"]}).to_parquet(src / "items.parquet")
+    pd.DataFrame({"user_id": [1], "item_id": [1], "timestamp": ["2026-01-03"], "click": [1]}).to_parquet(
+        src / "interactions.parquet")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data:\n  source: parquet\n  path: {src}\n  positive: {{column: click, min_value: 1}}\n")
+    proc = _run(["data", "prepare", "--config", str(cfg), "--out", str(tmp_path / "out")])
+    assert proc.returncode == 2
+    assert "items.parquet" in proc.stdout and "duplicate item id" in proc.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_forced_cre_with_new_settings_trains_from_scratch(tiny_run):
+    """--force STAGE discards that stage's checkpoint: a changed config reruns instead of refusing to resume.
+    (Last in this module: it rewrites the cre stage of the shared run.)"""
+    proc = _run(["run", "--config", "configs/tiny.yaml", "--run-dir", str(tiny_run), "--stage", "cre",
+                 "--force", "cre", "--set", "embedding.cre.id2item_steps=4"], timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    cre = json.loads((tiny_run / "stages" / "cre.json").read_text())
+    assert cre["metrics"]["train/steps"] == 14.0
