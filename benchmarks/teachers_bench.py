@@ -1,12 +1,12 @@
-"""Teacher training throughput with one and two processes (torchrun, gloo on CPU).
+"""Teacher training throughput with one and two processes (the project launcher, gloo on CPU).
 
     .venv/bin/python benchmarks/teachers_bench.py [--items 2000 --users 300 --events 85] [--nproc 1 2]
 
 Generates a cluster/Markov world (embedding.teachers.data.cluster_markov_dataset; default ~20k train interactions,
-~17k train positives), runs `torchrun --nproc-per-node N --master-addr 127.0.0.1 -m recsys.cli teachers` for each
-N with the default teachers config (`--set teachers.sasrec.epochs=5` style overrides are passed on), and prints a
-markdown table: training examples/s (all ranks together; ID teacher
-example = one (user, item) pair, sequence teacher example = one next-item position), wall time of the whole
+~17k train positives), runs `recsys teachers --nproc N` (embedding.teachers.launch: rendezvous store on 127.0.0.1,
+a free port) for each N with the default teachers config (`--set teachers.sasrec.epochs=5` style overrides are
+passed on), and prints a markdown table: training examples/s (all ranks together; ID teacher example = one (user,
+item) pair, sequence teacher example = one next-item position), wall time of the whole
 command (imports, planning, training, export) and next-item Recall@10 on leave-last-out in the train period.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,18 +29,9 @@ from embedding.teachers.data import cluster_markov_dataset  # noqa: E402
 from recsys.data.dataset import write_dataset  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(ds_dir: Path, out: Path, nproc: int, overrides: list[str]) -> tuple[dict, float]:
-    port = str(_free_port())
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-addr",
-           "127.0.0.1", "--master-port", port, "-m", "recsys.cli", "teachers", "--dataset", str(ds_dir), "--out",
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "recsys.cli", "teachers", "--nproc", str(nproc), "--dataset", str(ds_dir), "--out",
            str(out), "--teacher", "both"] + [a for o in overrides for a in ("--set", o)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)

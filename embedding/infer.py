@@ -15,8 +15,10 @@ from tqdm.auto import tqdm
 
 from embedding.batches import collate, collate_texts
 from embedding.encoders.types import EncodedItems, TextTokens
+from embedding.guards import check_embeddings, check_semantic_ids
 from embedding.model import OmniEmbeddingModel
 from recsys.data.dataset import Dataset
+from recsys.errors import DataError
 from recsys.io import atomic_file
 from recsys.runtime import resolve_device
 
@@ -76,11 +78,14 @@ def pool_text_tokens(tokens: TextTokens) -> np.ndarray:
 
 def write_item_embeddings(ds: Dataset, item_ids: np.ndarray, emb, sids: np.ndarray | None,
                           model_version: str, path: str | Path, expected_dim: int | None = None) -> Path:
-    """Write the item-embeddings table atomically (parquet, microsecond UTC timestamps).
+    """Write the item-embeddings table atomically (parquet, microsecond UTC timestamps) after the degenerate-output
+    guards (embedding.guards: constant or zero embeddings, one semantic ID for all items stop the run).
 
     Columns: item_id int64, embedding list<float32>, sid_0..sid_{L-1} int64, model_version str,
-    event_timestamp = the item's created_at (content is known at creation).
-    Raises ValueError when an embedding has the wrong dimension or is not finite, naming the item.
+    event_timestamp = `ds.item_available_at()`: min(created_at, the item's first interaction). Content is known
+    from the item's first appearance; a catalogue whose created_at is an ingestion time after the interactions
+    would otherwise have no embedding at any example's time (point-in-time joins would find nothing).
+    Raises DataError when an embedding has the wrong dimension, is not finite, or the table is degenerate.
     """
     item_ids = np.asarray(item_ids, dtype=np.int64)
     vectors = [np.asarray(v, dtype=np.float32).reshape(-1) for v in emb]
@@ -90,23 +95,27 @@ def write_item_embeddings(ds: Dataset, item_ids: np.ndarray, emb, sids: np.ndarr
         expected_dim = len(vectors[0]) if vectors else 0
     for i, v in zip(item_ids, vectors):
         if len(v) != expected_dim:
-            raise ValueError(f"embedding of item_id {int(i)} has dimension {len(v)}, expected {expected_dim}")
+            raise DataError(f"embedding of item_id {int(i)} has dimension {len(v)}, expected {expected_dim}",
+                            file=str(path))
         if not np.isfinite(v).all():
-            raise ValueError(f"embedding of item_id {int(i)} has non-finite values")
-    created = ds.items.set_index("item_id")["created_at"]
-    missing = ~pd.Index(item_ids).isin(created.index)
+            raise DataError(f"embedding of item_id {int(i)} has non-finite values", file=str(path))
+    available = ds.item_available_at()
+    missing = ~pd.Index(item_ids).isin(available.index)
     if missing.any():
-        raise ValueError(f"item_id {int(item_ids[missing][0])} is not in the dataset's items "
-                         f"({int(missing.sum())} unknown)")
+        raise DataError(f"item_id {int(item_ids[missing][0])} is not in the dataset's items "
+                        f"({int(missing.sum())} unknown)", file=str(path))
+    check_embeddings(item_ids, np.stack(vectors) if vectors else np.zeros((0, expected_dim)),
+                                    f"item embeddings {model_version}")
     df = pd.DataFrame({"item_id": item_ids, "embedding": vectors})
     if sids is not None:
         sids = np.asarray(sids, dtype=np.int64)
         if sids.ndim != 2 or len(sids) != len(item_ids):
             raise ValueError(f"sids must be [N={len(item_ids)}, levels], got shape {sids.shape}")
+        check_semantic_ids(sids, f"semantic IDs {model_version}")
         for level in range(sids.shape[1]):
             df[f"sid_{level}"] = sids[:, level]
     df["model_version"] = str(model_version)
-    df["event_timestamp"] = pd.to_datetime(created.loc[item_ids].to_numpy(), utc=True).astype("datetime64[us, UTC]")
+    df["event_timestamp"] = pd.to_datetime(available.loc[item_ids].to_numpy(), utc=True).astype("datetime64[us, UTC]")
     path = Path(path)
     with atomic_file(path) as tmp:
         df.to_parquet(tmp, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)

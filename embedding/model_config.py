@@ -51,6 +51,9 @@ class OmniEmbeddingConfig(BaseModel):
     text_residual: bool = Field(True, description="add S @ normalize(mean of the raw text tokens) to the output, "
                                                   "S: text_dim -> embed_dim initialised orthogonally")
     image_residual: bool = Field(True, description="same for the mean image patch feature of items WITHOUT text")
+    precomputed_residual: bool = Field(True, description="same for each standardised precomputed vector "
+                                                         "(vec_<name>) of items WITHOUT text: vector-only items "
+                                                         "get their vectors' neighbourhoods, not a zero vector")
     head_init_std: float = Field(0.0, ge=0, description="init std of the fusion projection (near 0 with the "
                                                          "residual: training starts from the text baseline)")
     memory_hidden: int = Field(0, ge=0, description="width of the item memory (InputMemory): an MLP from the "

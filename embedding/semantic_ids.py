@@ -93,6 +93,7 @@ class ResidualKMeans:
         """Codebook usage per level, share of items sharing their full ID, relative reconstruction error."""
         codes = self.encode(emb)
         out = {f"sid/used_level{lvl}": float(len(np.unique(codes[:, lvl]))) for lvl in range(codes.shape[1])}
+        out["sid/top_share_level0"] = float(np.unique(codes[:, 0], return_counts=True)[1].max() / len(codes))
         _, counts = np.unique(codes, axis=0, return_counts=True)
         out["sid/collision_rate"] = float(1 - len(counts) / len(codes))
         err = np.linalg.norm(emb - self.decode(codes), axis=1) / np.maximum(np.linalg.norm(emb, axis=1), 1e-9)

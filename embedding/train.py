@@ -40,6 +40,7 @@ from embedding.batches import collate, collate_texts
 from embedding.encoders.types import EncodedItems, TextTokens
 from embedding.evaluate import ModelEmbedder, VectorEmbedder, evaluators_from_pairs, run_evaluators
 from embedding.fingerprint import encoder_signature, input_fingerprint
+from embedding.guards import content_presence, warn_if_at_chance
 from embedding.infer import pool_text_tokens
 from embedding.losses import InfoNCELoss, MatryoshkaLoss
 from embedding.model import OmniEmbeddingModel
@@ -48,8 +49,9 @@ from embedding.schedule import warmup_cosine_schedule
 from embedding.tasks import PairConfig, PairSet, SamplingStrategy, build_pair_sets, dataset_weights
 from recsys.checkpoint import load_checkpoint, save_checkpoint
 from recsys.data.dataset import Dataset
+from recsys.errors import ConfigError, DataError
 from recsys.io import atomic_directory, write_json
-from recsys.runtime import resolve_device, seeded, torch_threads
+from recsys.runtime import deterministic_kernels, resolve_device, seeded, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +104,9 @@ class EmbeddingTrainConfig(BaseModel):
     checkpoint_every: int = Field(100, gt=0)
     log_every: int = Field(25, gt=0)
     seed: int = 0
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads while training; None = every core "
-                                                            "this process may use")
+    num_threads: int | None = Field(1, ge=1, description="torch CPU threads while training (None = every core "
+                                    "this process may use). 1 (default) is bitwise reproducible run to run; with "
+                                    "more threads float reductions can differ between runs")
     infer_batch_size: int = Field(256, gt=0)
 
     @model_validator(mode="after")
@@ -151,15 +154,23 @@ def train_embedding(ds: Dataset, encoded: EncodedItems, cfg: EmbeddingTrainConfi
 
 
 # ---- the loop -------------------------------------------------------------------------------------------
+@torch.no_grad()
+def _chance_loss(loss_fn: MatryoshkaLoss, batch: int, labels: torch.Tensor, key: str,
+                 positives: torch.Tensor | None) -> float:
+    """The loss of this batch if every score were equal (same masks, prefixes and weights): chance level."""
+    flat = torch.ones(batch, max(loss_fn.dims), device=labels.device)
+    return float(loss_fn.compute_loss_from_embeddings([flat, flat], labels, key=key, positives=positives))
+
+
 def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextTokens | None,
                    text_index: dict[str, int], cfg: EmbeddingTrainConfig, out_dir: str | Path,
                    device: str = "auto", on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
     out_dir = Path(out_dir)
     if not pair_sets:
-        raise ValueError("no training pairs: every pair builder came back empty (check the positive rule, the "
-                         "split and the i2i window)")
+        raise DataError("no training pairs: every pair builder came back empty (check the positive rule, the "
+                        "split and embedding.train.pairs.i2i_window / i2i_max_gap_hours)")
     dev = resolve_device(device)
-    with torch_threads(cfg.num_threads), seeded(cfg.seed):
+    with torch_threads(cfg.num_threads), seeded(cfg.seed), deterministic_kernels():
         return _train(encoded, pair_sets, texts, text_index, cfg, out_dir, dev, on_step)
 
 
@@ -194,8 +205,8 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextToke
     for st in cfg.stages:
         explicit = {k: w for k, w in st.tasks.items() if k in sizes}
         if st.tasks and not explicit:
-            raise ValueError(f"stage {st.name!r} names datasets {sorted(st.tasks)} but only {sorted(sizes)} "
-                             "have pairs")
+            raise ConfigError(f"embedding.train.stages[{st.name}].tasks names datasets {sorted(st.tasks)} but "
+                              f"only {sorted(sizes)} have pairs")
         if set(st.tasks) - set(explicit):
             log.warning("stage %s: datasets %s have no pairs; skipped", st.name, sorted(set(st.tasks) - set(sizes)))
         stage_weights.append(dataset_weights(sizes, cfg.sampling, explicit or None))
@@ -226,7 +237,9 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextToke
         return name, ps.task, make(qk, qr), make(tk, tr), labels, positives
 
     # -- model, loss, optimizer, schedule
-    model = OmniEmbeddingModel(cfg.model.with_inputs(encoded)).to(dev)
+    model = OmniEmbeddingModel(cfg.model.with_inputs(encoded))
+    model.fit_precomputed_scaling(encoded.precomputed)
+    model = model.to(dev)
     nce = InfoNCELoss(model, keys=sorted(data), temperature={k: cfg.temperatures.get(k, cfg.temperature)
                                                              for k in data},
                       learnable=cfg.learnable_temperature, symmetric=cfg.symmetric).to(dev)
@@ -264,8 +277,9 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextToke
             lr = optimizer.param_groups[0]["lr"]
             name, task, qb, tb, labels, positives = get_batch(step)
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
-            loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name,
-                           positives=positives if cfg.mask_known_positives else None)
+            mask = positives if cfg.mask_known_positives else None
+            loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name, positives=mask)
+            chance = _chance_loss(loss_fn, len(labels), labels, name, mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(nce.log_temperature.parameters()),
@@ -276,7 +290,7 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextToke
             train_time += time.perf_counter() - t0
             lossf = float(loss.detach())
             running = lossf if running is None else 0.9 * running + 0.1 * lossf
-            history.append({"step": step, "dataset": name, "loss": lossf, "lr": lr})
+            history.append({"step": step, "dataset": name, "loss": lossf, "lr": lr, "chance": chance})
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}", ds=name)
             if step % cfg.log_every == 0 or step == total:
@@ -309,7 +323,9 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextToke
     metrics.update(run_evaluators(evaluators, VectorEmbedder(encoded.item_ids, encoded.pooled_text,
                                                              baseline_texts), prefix="baseline/"))
     tail = [h["loss"] for h in history[-max(1, min(50, len(history))):]]
+    chance_ratio = warn_if_at_chance(history, content_presence(encoded))
     metrics.update({"train/loss": float(np.mean(tail)) if tail else float("nan"), "train/steps": float(step),
+                    **{f"train/loss_vs_chance/{k}": v for k, v in chance_ratio.items()},
                     **{f"temperature/{k}": nce.temperature(k).item() for k in sorted(data)}})
     pair_info = {k: {"train_pairs": len(ps.train), "holdout_pairs": len(ps.holdout), **ps.info}
                  for k, ps in pair_sets.items()}

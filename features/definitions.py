@@ -1,11 +1,14 @@
 """The Feast feature repository, read top to bottom like a schema.
 
 Order (Feast template style): entities, sources, feature views, on-demand (match) views, feature services.
-Source paths differ per run directory, so the objects are built by `build_definitions(paths, cfg)`; the
-generated repo directory holds a tiny `repo_definitions.py` that calls it, so `feast apply` works there too.
+The objects are built by `build_definitions(paths, cfg)` with source paths RELATIVE to the repository directory
+(Feast resolves them against its repo_path), so a run directory can be moved or copied; the generated repo
+directory holds a tiny `repo_definitions.py` that calls it, so `feast apply` works there too.
 
 Timestamps: every source has `event_timestamp` (tz-aware UTC, microseconds). Item embeddings are stamped with the
-item's creation time; interest and stats snapshots with their snapshot time (built from events strictly before).
+item's AVAILABILITY time (the embedding stage writes min(created_at, first interaction)): an example at t sees the
+item's embedding and semantic IDs iff availability <= t, and interest mining uses an item from the same time on
+(features.interests). Interest and stats snapshots carry their snapshot time (built from events strictly before).
 """
 
 from __future__ import annotations
@@ -43,7 +46,11 @@ class FeatureConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project: str = PField("recsys", description="Feast project name")
+    project: str | None = PField(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$",
+        description="Feast project = the online store's namespace (Redis keys, sqlite tables); None: the repository "
+                    "draws its own on creation and keeps it in feature_config.json, so two repositories never "
+                    "share a keyspace")
     embedding_dim: int = PField(256, ge=1, description="declared item-embedding dimension D (checked on write)")
     sid_levels: int = PField(3, ge=1, description="semantic-ID levels L: an item has sid_0..sid_{L-1}")
     prefix_dim: int = PField(64, ge=1, description="Matryoshka prefix length P of interest clusters and recent_prefix")
@@ -62,7 +69,11 @@ class FeatureConfig(BaseModel):
 
 
 def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = None) -> list:
-    """All Feast objects of the repository, with sources at `paths[name]` for name in features.schema.SOURCES."""
+    """All Feast objects of the repository, with sources at `paths[name]` for name in features.schema.SOURCES.
+
+    Paths are written into the registry as given: pass them relative to the repository directory (file store) so
+    the registry survives a move; Spark reads relative paths against its working directory, so FeatureRepo gives
+    it absolute ones and re-registers them when the directory moved."""
     cfg = cfg or FeatureConfig()
     sid_fields = sid_columns(cfg.sid_levels)
     shape_tags = {"embedding_dim": str(cfg.embedding_dim), "sid_levels": str(cfg.sid_levels),
@@ -77,7 +88,7 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
 
     # --- sources: one parquet table per feature view, written by features.repo.FeatureRepo.write
     def source(name: str):
-        path = str(Path(paths[name]).resolve())
+        path = str(paths[name])
         if cfg.offline_store == "spark":
             from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 

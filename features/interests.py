@@ -5,7 +5,11 @@ the user's positively engaged items with timestamp STRICTLY BEFORE s and written
 point-in-time join for an example at time t (feature timestamp <= t) never sees an event at or after t.
 
 Profile (all vectors list<float32>, L2-normalised; padding is zeros / -1):
-- hist_len: number of positive items before s (items without an embedding are ignored).
+- hist_len: number of positive items before s. An event counts only when its item's embedding is available at the
+  event (item table event_timestamp <= event time, the same availability the point-in-time join of candidates
+  uses): events of items without an embedding, or before the item's availability, are skipped, counted
+  (`interest_skips`) and logged as a WARNING. The embedding stage stamps availability = min(created_at, first
+  interaction), so its tables skip none.
 - mean_emb: mean of all history embeddings; recency_emb: mean weighted by 2^(-(s - t_i)/half_life) over the last
   `window` items (older items weigh < 2^-(window/rate)); last_emb: the last item's embedding.
 - centroids [K_max * D], centroid_weights [K_max], centroid_items [K_max], centroid_sids [K_max * L]: PinnerSage
@@ -26,6 +30,8 @@ the latest row is exact.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +41,8 @@ from tqdm.auto import tqdm
 
 from features.schema import check_sid_columns
 from recsys.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 class InterestConfig(BaseModel):
@@ -104,6 +112,30 @@ def cluster_interests(prefix: np.ndarray, weights: np.ndarray, cfg: InterestConf
     return out
 
 
+def _usable_events(interactions_positive: pd.DataFrame, emb_table: pd.DataFrame
+                   ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Events (user_id, item_id, t in us, row = the item's row in emb_table) whose item embedding is available at
+    the event, and the counts of the skipped ones."""
+    item_index = pd.Index(emb_table["item_id"].to_numpy(np.int64))
+    ev = interactions_positive[["user_id", "item_id", "timestamp"]].copy()
+    ev["row"] = item_index.get_indexer(ev["item_id"].to_numpy(np.int64))
+    ev["t"] = pd.to_datetime(ev["timestamp"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+    known = ev["row"].to_numpy() >= 0
+    usable = known.copy()
+    if "event_timestamp" in emb_table.columns:
+        avail = pd.to_datetime(emb_table["event_timestamp"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+        usable[known] = ev["t"].to_numpy()[known] >= avail[ev["row"].to_numpy()[known]]
+    skips = {"events_without_embedding": int((~known).sum()),
+             "events_before_availability": int((known & ~usable).sum())}
+    return ev.loc[usable], skips
+
+
+def interest_skips(interactions_positive: pd.DataFrame, item_embeddings: pd.DataFrame) -> dict[str, int]:
+    """How many positive events interest mining skips: items without an embedding, events before the item's
+    availability (its event_timestamp). For the run summary."""
+    return _usable_events(interactions_positive, item_embeddings.drop_duplicates("item_id", keep="last"))[1]
+
+
 def mine_interests(interactions_positive: pd.DataFrame, item_embeddings: pd.DataFrame,
                    snapshot_times, cfg: InterestConfig | None = None, *, sid_levels: int) -> pd.DataFrame:
     """Interest snapshots (see module doc) for every user with positives before some snapshot time.
@@ -130,13 +162,12 @@ def mine_interests(interactions_positive: pd.DataFrame, item_embeddings: pd.Data
     sid_cols = check_sid_columns(emb_table, sid_levels)
     n_lvl = len(sid_cols)
     sids_all = emb_table[sid_cols].to_numpy(np.int64)
-    item_index = pd.Index(emb_table["item_id"].to_numpy(np.int64))
 
-    ev = interactions_positive[["user_id", "item_id", "timestamp"]].copy()
-    ev["row"] = item_index.get_indexer(ev["item_id"].to_numpy(np.int64))
-    ev = ev.loc[ev["row"] >= 0]
-    ts = pd.to_datetime(ev["timestamp"], utc=True).dt.as_unit("us")
-    ev["t"] = ts.astype("int64").to_numpy()
+    ev, skips = _usable_events(interactions_positive, emb_table)
+    if any(skips.values()):
+        log.warning("interest mining skipped %d positive events of items without an embedding and %d before their "
+                    "item's availability (item table event_timestamp)", skips["events_without_embedding"],
+                    skips["events_before_availability"])
     ev = ev.sort_values(["user_id", "t", "item_id"], kind="stable")
 
     hl_us = cfg.half_life_days * 86400e6

@@ -288,6 +288,9 @@ EMBEDDING_MATCH_FEATURES: dict[str, MatchFn] = {
     "hist_sim_count": hist_sim_count,
 }
 
+SIMILARITY_FEATURES = tuple(name for name in EMBEDDING_MATCH_FEATURES if name.startswith("cos_"))
+"""The embedding match features that are NaN (not 0) when the user profile or the candidate embedding is missing."""
+
 
 def sid_match_features(sid_levels: int) -> dict[str, MatchFn]:
     """The semantic-ID match features of items with `sid_levels` levels: recent-history, then top-medoid matches."""

@@ -1,19 +1,28 @@
 """A Feast repository per run directory: config, sources, apply, incremental materialize; retrieval delegates to
 features.retrieval (offline) and features.serving (online).
 
-Layout (everything under the run directory)::
+Layout (everything under the run directory, every path in it relative, so the directory can be moved or copied)::
 
     <run_dir>/feature_repo/
-        feature_store.yaml      project, local provider, file (or spark local[2]) offline store, sqlite online
-        feature_config.json     features.definitions.FeatureConfig of this run (a reopened repo reads it back)
+        feature_store.yaml      project, local provider, file (or spark local[2]) offline store, sqlite/redis online
+        feature_config.json     features.definitions.FeatureConfig of this run (a reopened repo reads it back),
+                                with the repository's own Feast project (its online namespace)
         repo_definitions.py     calls build_definitions, so `feast apply` works from this directory
         data/<source>.parquet   item_embedding, user_interests, item_stats, user_stats (microsecond timestamps)
         data/registry.db, data/online_store.db
+        data/materialized.json  what the online store holds: its identity (project, store, connection) and, per view,
+                                the end materialized up to and the digest of the source it came from
+
+`FeatureRepo(run_dir)` opens an existing repository and never creates one; `FeatureRepo(run_dir, cfg)` creates or
+updates it (the writer, the features stage).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -27,8 +36,8 @@ from features.definitions import FULL_SERVICE, FeatureConfig, build_definitions
 from features.retrieval import historical_features
 from features.schema import REQUIRED_COLUMNS, SOURCES, check_sid_columns
 from features.serving import rank_frame
-from recsys.errors import DataError
-from recsys.io import atomic_file, write_text
+from recsys.errors import ConfigError, DataError
+from recsys.io import atomic_file, write_json, write_text
 
 SHAPE_KEYS = ("embedding_dim", "sid_levels", "prefix_dim")
 """FeatureConfig fields that fix the registered schema (tagged on the views; a run directory keeps them)."""
@@ -69,7 +78,10 @@ from features.schema import SOURCES
 
 _here = Path(__file__).resolve().parent
 _cfg = FeatureConfig.model_validate_json((_here / "feature_config.json").read_text())
-for _obj in build_definitions({s: _here / "data" / f"{s}.parquet" for s in SOURCES}, _cfg):
+_paths = {s: Path("data") / f"{s}.parquet" for s in SOURCES}  # relative: Feast resolves them against this directory
+if _cfg.offline_store == "spark":  # Spark reads relative paths against its working directory
+    _paths = {s: _here / p for s, p in _paths.items()}
+for _obj in build_definitions(_paths, _cfg):
     globals()[_obj.name] = _obj
 '''
 
@@ -84,18 +96,55 @@ def _utc(ts) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def _digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def require_online_client(cfg: FeatureConfig) -> None:
+    """Refuse a Redis online store without the redis client, before a repository is written or changed."""
+    if cfg.online_store != "redis":
+        return
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        raise ConfigError("features.online_store is 'redis' but the redis client is not installed "
+                          "(pip install 'feast[redis]'); the feature repository was not changed") from None
+
+
+def no_repository(run_dir: Path, detail: str = "") -> DataError:
+    return DataError(f"no feature repository at {run_dir}{detail}; run the features stage")
+
+
 class FeatureRepo:
     """The run's Feast repository (see module doc)."""
 
     def __init__(self, run_dir: str | Path, cfg: FeatureConfig | None = None):
+        """cfg None: open the repository in run_dir (DataError when there is none; nothing is created). Else the
+        config to write; its project None keeps the repository's own (or draws one for a new repository)."""
         self.run_dir = Path(run_dir)
         self.repo_dir = self.run_dir / "feature_repo"
         self.data_dir = self.repo_dir / "data"
-        cfg_path = self.repo_dir / "feature_config.json"
-        if cfg is None and cfg_path.is_file():
-            cfg = FeatureConfig.model_validate_json(cfg_path.read_text())
-        self.cfg = cfg or FeatureConfig()
+        persisted = self._persisted_config()
+        if cfg is None:
+            if persisted is None or not (self.repo_dir / "feature_store.yaml").is_file():
+                raise no_repository(self.run_dir)
+            cfg = persisted
+        elif cfg.project is None:
+            project = persisted.project if persisted and persisted.project else f"recsys_{uuid.uuid4().hex[:16]}"
+            cfg = cfg.model_copy(update={"project": project})
+        require_online_client(cfg)
+        self.cfg = cfg
         self._store = None
+
+    def _persisted_config(self) -> FeatureConfig | None:
+        path = self.repo_dir / "feature_config.json"
+        if not path.is_file():
+            return None
+        try:
+            return FeatureConfig.model_validate_json(path.read_text())
+        except ValueError as e:
+            raise DataError(f"not a feature config of this version: {e}", file=str(path)) from None
 
     # ------------------------------------------------------------------ files
     def paths(self) -> dict[str, Path]:
@@ -103,6 +152,9 @@ class FeatureRepo:
 
     def write_config(self) -> None:
         """feature_store.yaml, feature_config.json and repo_definitions.py (idempotent)."""
+        for d in (self.run_dir, self.repo_dir, self.data_dir):
+            if d.exists() and not d.is_dir():
+                raise DataError(f"{d} is a file, not a directory; pass a run directory")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         offline = (_OFFLINE_SPARK.format(master=self.cfg.spark_master) if self.cfg.offline_store == "spark"
                    else _OFFLINE_FILE)
@@ -203,12 +255,35 @@ class FeatureRepo:
             from feast import FeatureStore
 
             if not (self.repo_dir / "feature_store.yaml").is_file():
-                self.write_config()
+                raise no_repository(self.run_dir, " (feature_store.yaml is missing)")
             self._store = FeatureStore(repo_path=str(self.repo_dir))
         return self._store
 
+    def source_paths(self) -> dict[str, Path]:
+        """The sources' paths as registered: relative to the repository (Feast resolves them against it), absolute
+        for Spark (which resolves them against its working directory)."""
+        if self.cfg.offline_store == "spark":
+            return {s: p.resolve() for s, p in self.paths().items()}
+        return {s: p.relative_to(self.repo_dir) for s, p in self.paths().items()}
+
+    def reanchor_sources(self) -> None:
+        """Re-register the definitions when the registry names other source paths (a moved Spark repository, or a
+        registry written with absolute paths): retrieval must read this directory's sources, never another's.
+        Only with the registered shape (a config of another shape is refused, not registered here)."""
+        if not all(p.is_file() for p in self.paths().values()):
+            return
+        self.check_registered_shape()
+        for name, path in self.source_paths().items():
+            try:
+                registered = self.store.get_feature_view(name).batch_source.path
+            except Exception:  # noqa: BLE001 - not registered yet
+                return
+            if registered != str(path):
+                self.store.apply(self.definitions())
+                return
+
     def definitions(self) -> list:
-        return build_definitions(self.paths(), self.cfg)
+        return build_definitions(self.source_paths(), self.cfg)
 
     def apply(self) -> None:
         """Register entities, views and services (all sources must have been written)."""
@@ -217,37 +292,91 @@ class FeatureRepo:
             raise DataError(f"feature sources not written yet: {missing}; call FeatureRepo.write first")
         self.store.apply(self.definitions())
 
-    def materialize(self, end_date) -> dict:
-        """materialize_incremental up to end_date; returns new rows per view, seconds and rows/s.
+    # ------------------------------------------------------------------ online store
+    def online_identity(self) -> dict[str, str]:
+        """What the online store's contents belong to: a change of any of these starts it from nothing."""
+        ident = {"project": self.cfg.project, "online_store": self.cfg.online_store}
+        if self.cfg.online_store == "redis":
+            ident["redis_connection"] = self.cfg.redis_connection
+        return ident
 
-        Feast starts each view where its previous materialization ended (first run: end - ttl), so running
-        twice with the same end writes nothing new, and rows are never dropped from the online store.
-        Late rows (event_timestamp before a previous end) are NOT picked up: write sources before materializing.
+    def materialized(self) -> dict[str, dict]:
+        """Per view, {"end", "source"} of what the CURRENT online store holds ({} when it holds nothing of ours:
+        never materialized, another store or connection or project, or the sqlite file is gone)."""
+        path = self.data_dir / "materialized.json"
+        if not path.is_file():
+            return {}
+        try:
+            state = json.loads(path.read_text())
+        except ValueError:  # a torn or edited marker: trust nothing, the next materialize rewrites everything
+            return {}
+        if state.get("online") != self.online_identity():
+            return {}
+        if self.cfg.online_store == "sqlite" and not (self.data_dir / "online_store.db").is_file():
+            return {}
+        return state["views"]
+
+    def check_online_store(self) -> None:
+        """Refuse an unreachable Redis server, naming the key, before anything is written to it."""
+        if self.cfg.online_store != "redis":
+            return
+        from feast.infra.online_stores.redis import RedisOnlineStore
+        from redis.exceptions import RedisError
+
+        try:
+            RedisOnlineStore()._get_client(self.store.config.online_store).ping()
+        except (RedisError, OSError) as e:
+            raise ConfigError(f"features.redis_connection '{self.cfg.redis_connection}': cannot reach the Redis "
+                              f"server ({e})") from None
+
+    def materialize(self, end_date) -> dict:
+        """Load each view's rows up to end_date into the online store; returns new rows per view, seconds, rows/s.
+
+        Incremental and idempotent: a view continues from the end it was materialized up to (running twice with
+        the same end writes nothing new; rows are never dropped from the online store). It starts from its first
+        row instead when the online store holds nothing of this repository (first run; features.online_store,
+        features.redis_connection or the project changed; the sqlite file was deleted) or when its source was
+        rewritten since (new embeddings keep their timestamps: an incremental window would skip them).
         """
         end = _utc(end_date)
-        rows = {}
+        self.check_online_store()
+        self.reanchor_sources()
+        done = self.materialized()
+        rows, views = {}, {}
+        t0 = time.perf_counter()
         for name, path in self.paths().items():
-            start = self.store.get_feature_view(name).most_recent_end_time
-            ts = pd.read_parquet(path, columns=["event_timestamp"])["event_timestamp"]
-            ts = pd.to_datetime(ts, utc=True)
+            digest = _digest(path)
+            prev = done.get(name)
+            start = _utc(prev["end"]) if prev and prev["source"] == digest else None
+            ts = pd.to_datetime(pd.read_parquet(path, columns=["event_timestamp"])["event_timestamp"], utc=True)
             mask = ts <= end
             if start is not None:
-                mask &= ts > _utc(start)  # Feast re-reads rows at exactly `start` (inclusive window) and
-                # rewrites the identical values; they are not new, so they are not counted
+                mask &= ts > start  # Feast's window includes `start`: those rows are rewritten, not new
             rows[name] = int(mask.sum())
-        t0 = time.perf_counter()
-        self.store.materialize_incremental(end_date=end.to_pydatetime())
+            first = ts.min() if start is None and len(ts) else start
+            if first is not None and (first < end or start is None and first == end):
+                self.store.materialize(start_date=first.to_pydatetime(), end_date=end.to_pydatetime(),
+                                       feature_views=[name])
+            views[name] = {"end": (end if start is None else max(end, start)).isoformat(), "source": digest}
         secs = time.perf_counter() - t0
+        write_json(self.data_dir / "materialized.json", {"online": self.online_identity(), "views": views})
         total = sum(rows.values())
         return {"rows": rows, "total_rows": total, "seconds": secs, "rows_per_s": total / max(secs, 1e-9)}
 
+    # ------------------------------------------------------------------ retrieval
     def historical(self, entity_df: pd.DataFrame, service_name: str = FULL_SERVICE, chunk_rows: int = 20_000,
                    engine: Literal["feast", "asof"] = "feast", reduce_times: bool = True) -> pd.DataFrame:
         """Point-in-time features for entity_df[user_id, item_id, event_timestamp] (+ passthrough columns), in
         the input order; see features.retrieval.historical_features."""
+        self.reanchor_sources()
         return historical_features(self.store, self.paths(), entity_df, service_name, chunk_rows=chunk_rows,
                                    engine=engine, reduce_times=reduce_times)
 
     def online(self, user_id: int, candidate_ids: Sequence[int], service_name: str = FULL_SERVICE) -> pd.DataFrame:
-        """One user's candidates from the online store (features.serving.rank_frame)."""
+        """One user's candidates from the online store (features.serving.rank_frame), refused while the online
+        store holds nothing of this repository (it would serve defaults for every id)."""
+        if not self.materialized():
+            raise DataError(f"the {self.cfg.online_store} online store holds nothing of the feature repository at "
+                            f"{self.run_dir} (project {self.cfg.project}); run `recsys features materialize`")
+        self.check_online_store()
         return rank_frame(self.store, user_id, candidate_ids, service_name)

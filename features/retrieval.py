@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore
 
-from features.serving import finalize, service_layout
+from features.serving import feature_service, finalize, service_layout
 from recsys.errors import DataError
 
 
@@ -46,7 +46,7 @@ def historical_features(store: FeatureStore, paths: Mapping[str, Path], entity_d
     for c in ("user_id", "item_id", "event_timestamp"):
         if c not in entity_df.columns:
             raise DataError(f"entity_df needs column '{c}'", column=c)
-    fs_service = store.get_feature_service(service)
+    fs_service = feature_service(store, service)
     out = entity_df.reset_index(drop=True).copy()
     out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).dt.as_unit("us")
 

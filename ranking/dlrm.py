@@ -11,9 +11,10 @@ Fitting, in order (each step has its own module):
    the whole training frame for the best epoch count; calibrator and importance stay those of the holdout.
 
 Deterministic under ``seed``: model initialisation runs inside ``recsys.runtime.seeded(seed)``, shuffling and id
-dropout draw from a seeded generator; the caller's random state is untouched. CUDA when present. Fit and
-predict run with ``num_threads`` torch threads (default 1: the ops are tiny, and on a busy machine more threads
-are slower) and restore the caller's setting.
+dropout draw from a seeded generator, and fitting runs inside ``recsys.runtime.deterministic_kernels`` (CUDA
+reductions keep one order); the caller's random state is untouched. CUDA when present. Fit and predict run
+with ``num_threads`` torch threads (default 1: the ops are tiny, and on a busy machine more threads are slower)
+and restore the caller's setting.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from ranking.importance import IMPORTANCE_NAME, permutation_auc_drop
 from ranking.metrics import auc, logloss
 from recsys.errors import DataError
 from recsys.io import atomic_directory
-from recsys.runtime import resolve_device, seeded, torch_threads
+from recsys.runtime import deterministic_kernels, resolve_device, seeded, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class DLRMRanker:
         y = self._check_inputs(frame, features, categorical, label, time_col)
         cfg = self.config
         self.features, self.categorical = features, categorical
-        with torch_threads(cfg.num_threads):
+        with torch_threads(cfg.num_threads), deterministic_kernels():
             hold = time_holdout(frame, cfg.holdout_fraction, time_col)
             trained = self._train(frame, y, hold, cfg.epochs)
             self.history = trained.history

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from ranking.ranker import Ranker
 from ranking.registry import new_ranker
 from ranking.tracking import log_experiment
 from ranking.variants import VariantSpec, default_variants
+from recsys.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +49,11 @@ def _check_frames(train_frame: pd.DataFrame, test_frame: pd.DataFrame, variants:
         missing = [c for c in KEY_COLUMNS if c not in frame.columns]
         if missing:
             raise KeyError(f"{name} lacks columns {missing}")
-        if len(frame) == 0:
-            raise ValueError(f"{name} is empty")
+        labels = pd.to_numeric(frame["label"], errors="coerce")
+        positives = int((labels == 1).sum())
+        if not 0 < positives < len(frame):
+            what = "is empty" if not len(frame) else f"has {len(frame)} rows of one class ({positives} positive)"
+            raise DataError(f"{name} {what}: AUC and log loss are undefined; no ranker is fitted", column="label")
         for v, spec in variants.items():
             lacking = [f for f in spec.features if f not in frame.columns]
             if lacking:
@@ -81,12 +86,16 @@ def run_experiment(
     artifact_location: str | None = None,
     log_model: bool = True,
     check_time_order: bool = True,
+    params: Mapping[str, Any] | None = None,
+    run_key: str | None = None,
 ) -> ExperimentResult:
     """Fit one ranker per variant on `train_frame`, evaluate on `test_frame`, log to MLflow if `mlflow_uri`.
 
     Frames carry user_id, item_id, event_timestamp, label and every feature column of every variant.
     ranker_configs: ranker kind -> its config (e.g. {"lgbm": LGBMConfig(...), "dlrm": DLRMConfig(...)}); kinds
-    without one use their defaults. seed: the bootstrap's.
+    without one use their defaults. seed: the bootstrap's. params: extra MLflow params of every run (e.g. how
+    negatives were sampled). run_key: the MLflow runs this experiment replaces (`ranking.tracking.log_experiment`;
+    default the experiment name). A frame that is empty or of one class is refused before any fit (DataError).
     Returns the comparison table (columns: variant, n_features, best_iteration, n_train, n_test, the metrics of
     `ranking.evaluation.evaluate_variants` (CIs, paired differences vs the baseline, vs each `comparisons`
     reference, per `segments` slice), extra metrics, run_id).
@@ -123,17 +132,18 @@ def run_experiment(
 
     result = ExperimentResult(table=table, models=models, predictions=predictions)
     if mlflow_uri is not None:
-        params = {
+        run_params = {
             "n_train": len(train_frame), "n_test": len(test_frame),
             "train_start": str(train_frame["event_timestamp"].min()),
             "train_end": str(train_frame["event_timestamp"].max()),
             "test_start": str(test_frame["event_timestamp"].min()),
             "test_end": str(test_frame["event_timestamp"].max()),
             "n_bootstrap": n_bootstrap, "bootstrap": "user-level cluster, percentile", "seed": seed,
-            "baseline": baseline,
+            "baseline": baseline, **dict(params or {}),
         }
-        logged = log_experiment(mlflow_uri, experiment_name, table, models, y, predictions, params, run_tags,
-                                artifact_location, log_model)
+        logged = log_experiment(mlflow_uri, experiment_name, table, models, y, predictions, run_params, run_tags,
+                                artifact_location, log_model, run_key=run_key,
+                                feature_frame=train_frame)
         result.run_ids, result.model_uris = logged.run_ids, logged.model_uris
         result.parent_run_id, result.experiment_id = logged.parent_run_id, logged.experiment_id
         result.table["run_id"] = result.table["variant"].map(result.run_ids)

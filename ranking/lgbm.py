@@ -9,7 +9,9 @@
   IDs) are cast to pandas ``category`` with the categories seen in the training frame. LightGBM stores these
   categories inside the model (``pandas_categorical``), so a reloaded booster maps them the same way; unseen
   values become missing. Use :func:`prepare_frame` before calling a bare booster's ``predict``.
-- Deterministic: ``deterministic=True``, ``force_row_wise=True``, a fixed thread count and ``seed``.
+- Deterministic: ``deterministic=True``, ``force_row_wise=True``, ``seed`` and one thread by default
+  (``num_threads``): the same data and seed give the same trees bit for bit, whatever the machine's core count
+  (a parallel histogram's float sums depend on the thread count).
 - Native ``lgb.train`` API (LightGBM 4.7 deprecates ``eval_set=`` of the sklearn ``fit``).
 - Saved as LightGBM's own text model plus a JSON of the wrapper's metadata (nothing that runs code on load).
 """
@@ -56,7 +58,8 @@ class LGBMConfig(BaseModel):
     cat_l2: float = Field(10.0, ge=0)
     min_data_per_group: int = Field(50, ge=1, description="min rows per categorical value group")
     max_bin: int = Field(255, ge=2)
-    num_threads: int | None = Field(None, ge=1, description="LightGBM threads (None = every usable core)")
+    num_threads: int | None = Field(1, ge=1, description="LightGBM threads (None = every usable core: results then "
+                                    "depend on the machine's core count)")
     seed: int = 0
 
     def lgb_params(self) -> dict[str, Any]:

@@ -3,9 +3,16 @@
 Layout (sqlite backend ``sqlite:///<run_dir>/mlflow.db``, artifacts under ``<run_dir>/mlartifacts``): one
 experiment per dataset; a parent run ``comparison`` holding the comparison table and the ROC figure; one nested
 run per variant with params (features, categorical, the ranker's config, fit info), metrics (the variant's row of
-the comparison table), artifacts (feature_importance.{csv,json,png}, deciles.{csv,png}, roc.png) and the ranker
-saved by its own ``save`` under ``<kind>/`` (model URI ``runs:/<run_id>/<kind>``, reloaded by
-:func:`load_logged_ranker`). ``log_lifetime`` later adds the simulator's LT7/LT14 metrics to the same runs.
+the comparison table), artifacts (feature_importance.{csv,json,png}, deciles.{csv,png}, roc.png) and the ranker as
+an MLflow model named ``<kind>`` (``ranking.pyfunc``: the ranker's own save directory, a signature inferred from
+the training frame's features and the predictions, an input example; model URI ``runs:/<run_id>/<kind>``, so
+``mlflow.pyfunc.load_model(uri).predict(frame)`` equals ``ranker.predict(frame)``; :func:`load_logged_ranker`
+returns the project's Ranker). ``log_lifetime`` later adds the simulator's LT7/LT14 metrics to the same runs.
+
+Idempotent per run key (tag ``run_key``, default the experiment name): before logging, runs of the key left
+RUNNING or FAILED (a crash, a kill) are deleted; after logging, the key's previous runs are deleted, with their
+logged models, so rerunning the ranking stage of a run directory leaves one set of runs. An exception while
+logging ends the runs FAILED (never RUNNING).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ranking import plots
+from ranking.pyfunc import ARTIFACT, ENTRY_POINT, RankerModel, model_input
 from ranking.ranker import Ranker
-from ranking.registry import load_ranker
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -34,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 6000
 """MLflow's limit on a param value (longer ones are cut, marked)."""
+RUN_KEY_TAG = "run_key"
+UNFINISHED = ("RUNNING", "SCHEDULED", "FAILED", "KILLED")
+INPUT_EXAMPLE_ROWS = 5
 
 
 def mlflow_uri_for(run_dir: str | Path) -> str:
@@ -112,19 +123,75 @@ def _variant_artifacts(directory: Path, name: str, ranker: Ranker, y: np.ndarray
     plots.save(plots.decile_figure(deciles, name), directory / "deciles.png")
 
 
+def _runs_of_key(client, exp_id: str, key: str) -> list:
+    quoted = key.replace("\\", "\\\\").replace("'", "\\'")
+    return list(client.search_runs([exp_id], filter_string=f"tags.{RUN_KEY_TAG} = '{quoted}'", max_results=50_000))
+
+
+def _discard(client, exp_id: str, runs: list) -> None:
+    """Delete `runs` and the MLflow models logged from them."""
+    for run in runs:
+        for model in client.search_logged_models([exp_id], filter_string=f"source_run_id = '{run.info.run_id}'"):
+            client.delete_logged_model(model.model_id)
+        client.delete_run(run.info.run_id)
+
+
+def _requirements(kind: str) -> list[str]:
+    """The pinned distributions a logged ranker of `kind` imports (given, so MLflow does not infer them in a
+    subprocess); looked up by module, so a CPU or GPU build of a package pins what is installed."""
+    from importlib.metadata import packages_distributions, version
+
+    modules = ["mlflow", "numpy", "pandas", "sklearn"]
+    modules += ["lightgbm"] if kind == "lgbm" else ["torch", "torchrec", "fbgemm_gpu", "safetensors", "skops", "scipy"]
+    dists = packages_distributions()
+    return [f"{dist}=={version(dist)}" for dist in (dists[m][0] for m in modules)]
+
+
+def log_ranker_model(ranker: Ranker, feature_frame: pd.DataFrame, directory: Path) -> str:
+    """Log `ranker` as an MLflow model named after its kind in the active run; returns ``runs:/<run_id>/<kind>``.
+
+    The signature comes from `feature_frame`'s features (as `ranking.pyfunc.model_input` passes them) and the
+    ranker's predictions on its first rows, which are also the input example.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    saved = ranker.save(directory)
+    inputs = model_input(feature_frame, ranker.features)
+    example = inputs.head(INPUT_EXAMPLE_ROWS)
+    with warnings.catch_warnings():
+        # integer ids stay `long` on purpose: exact for 64-bit ids, and a missing id fails the schema loudly
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        signature = infer_signature(inputs, ranker.predict(example))
+    mlflow.pyfunc.log_model(name=ranker.kind, python_model=str(ENTRY_POINT), artifacts={ARTIFACT: str(saved)},
+                            model_config={"kind": ranker.kind}, input_example=example, signature=signature,
+                            pip_requirements=_requirements(ranker.kind))
+    return f"runs:/{mlflow.active_run().info.run_id}/{ranker.kind}"
+
+
 def log_experiment(mlflow_uri: str, experiment_name: str, table: pd.DataFrame, rankers: Mapping[str, Ranker],
                    y: np.ndarray, predictions: pd.DataFrame, params: Mapping[str, Any],
                    tags: Mapping[str, str] | None = None, artifact_location: str | None = None,
-                   log_model: bool = True) -> LoggedExperiment:
+                   log_model: bool = True, *, run_key: str | None = None,
+                   feature_frame: pd.DataFrame | None = None) -> LoggedExperiment:
     """A parent run with the comparison table and ROC figure, and one nested run per variant (see module doc).
 
     table: one row per variant (column `variant`); predictions: one score column per variant over the test rows
     with labels `y`; params: logged on every run (what the experiment was: sizes, periods, bootstrap, seed).
+    run_key: which earlier runs this replaces (default `experiment_name`). feature_frame: the frame the rankers
+    were fitted on (the models' signatures and input examples; required with `log_model`).
     """
     import mlflow
+    from mlflow.tracking import MlflowClient
 
-    tags = dict(tags or {})
+    if log_model and feature_frame is None:
+        raise ValueError("log_model needs the feature_frame the rankers were fitted on (signature, input example)")
+    key = run_key or experiment_name
+    tags = {**dict(tags or {}), RUN_KEY_TAG: key}
     exp_id = get_or_create_experiment(mlflow_uri, experiment_name, artifact_location)
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    _discard(client, exp_id, [r for r in _runs_of_key(client, exp_id, key) if r.info.status in UNFINISHED])
+    previous = _runs_of_key(client, exp_id, key)
     with tracking(mlflow_uri), tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         roc_path = plots.save(plots.roc_figure(y, {v: predictions[v].to_numpy() for v in rankers}), tmp / "roc.png")
@@ -154,12 +221,12 @@ def log_experiment(mlflow_uri: str, experiment_name: str, table: pd.DataFrame, r
                         mlflow.log_artifact(str(f))
                     mlflow.log_artifact(str(roc_path))
                     if log_model:
-                        saved = ranker.save(tmp / f"{name}-model")
-                        mlflow.log_artifacts(str(saved), artifact_path=ranker.kind)
-                        logged.model_uris[name] = f"runs:/{run.info.run_id}/{ranker.kind}"
+                        assert feature_frame is not None
+                        logged.model_uris[name] = log_ranker_model(ranker, feature_frame, tmp / f"{name}-model")
                         mlflow.set_tag("model_uri", logged.model_uris[name])
             mlflow.log_metrics(finite_metrics({f"{r['variant']}.{m}": r[m] for _, r in table.iterrows()
                                                for m in ("auc", "gauc", "logloss")}))
+    _discard(client, exp_id, previous)
     return logged
 
 
@@ -175,15 +242,17 @@ def log_run_metrics(mlflow_uri: str, run_id: str, metrics: Mapping[str, Any]) ->
 
 
 def load_logged_ranker(model_uri: str, mlflow_uri: str) -> Ranker:
-    """The ranker logged at `model_uri` (``runs:/<run_id>/<kind>``, ExperimentResult.model_uris[variant] and the
-    run's ``model_uri`` tag), resolved against `mlflow_uri` (required: MLflow's default URI would create
-    ./mlflow.db in the cwd)."""
+    """The project's Ranker inside the MLflow model at `model_uri` (``runs:/<run_id>/<kind>``,
+    ExperimentResult.model_uris[variant] and the run's ``model_uri`` tag), resolved against `mlflow_uri` (required:
+    MLflow's default URI would create ./mlflow.db in the cwd)."""
     import mlflow
 
-    kind = model_uri.rstrip("/").rsplit("/", 1)[-1]
     with tracking(mlflow_uri):
-        local = mlflow.artifacts.download_artifacts(model_uri)
-    return load_ranker(kind, local)
+        model = mlflow.pyfunc.load_model(model_uri)
+    wrapped = model.unwrap_python_model()
+    if not isinstance(wrapped, RankerModel):
+        raise ValueError(f"{model_uri} is not a logged ranker (its python model is a {type(wrapped).__name__})")
+    return wrapped.ranker
 
 
 # --------------------------------------------------------------------------------------------- lifetime

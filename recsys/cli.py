@@ -37,10 +37,11 @@ RunDirOpt = typer.Option(Path("runs/demo"), "--run-dir", "-r", help="Directory f
 
 
 def _friendly_errors(fn: Callable) -> Callable:
-    """Turn known bad-input errors into a clear message and exit status 2 (no traceback)."""
+    """Turn user errors (config, data, arguments, file system) into one message and exit status 2 (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from recsys.checkpoint import CheckpointMismatch
         from recsys.errors import ConfigError, DataError
 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -48,11 +49,30 @@ def _friendly_errors(fn: Callable) -> Callable:
             logging.getLogger(pkg).setLevel(logging.INFO)
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, DataError) as e:
-            console.print(f"[bold red]error:[/bold red] {e}", highlight=False)
-            raise typer.Exit(2) from None
+        except (ConfigError, DataError, CheckpointMismatch) as e:
+            _fail(str(e))
+        except (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError) as e:
+            _fail(f"{e.strerror or type(e).__name__}: {e.filename or e}")
 
     return wrapper
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _parse_ids(text: str, option: str) -> list[int]:
+    """'1, 2,3' -> [1, 2, 3]; anything else names the option and the offending value."""
+    from recsys.errors import ConfigError
+
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError(f"{option}: expected comma-separated integer ids, got {text!r}")
+    bad = [p for p in parts if not p.lstrip("-").isdigit() or int(p) < 0]
+    if bad:
+        raise ConfigError(f"{option}: {bad[0]!r} is not a non-negative integer id")
+    return [int(p) for p in parts]
 
 
 def _load(config: Path | None, overrides: list[str] | None):
@@ -122,7 +142,13 @@ def features_materialize(run_dir: Path = RunDirOpt,
         if not marker.is_file():
             raise typer.BadParameter(f"no finished features stage in {run_dir}; pass --end")
         end = json.loads(marker.read_text())["snapshot_end"]
-    stats = materialize_repo(run_dir, pd.Timestamp(end))
+    try:
+        end_ts = pd.Timestamp(end)
+    except ValueError:
+        from recsys.errors import ConfigError
+
+        raise ConfigError(f"--end {end!r}: not a timestamp (e.g. 2026-03-02 or 2026-03-02T12:00:00Z)") from None
+    stats = materialize_repo(run_dir, end_ts)
     _print_mapping("materialize", {"rows": stats["total_rows"], "seconds": f"{stats['seconds']:.1f}",
                                    "rows/s": f"{stats['rows_per_s']:.0f}", **stats["rows"]})
 
@@ -139,7 +165,7 @@ def features_serve(user: int = typer.Option(..., help="user_id"),
     from features.definitions import FULL_SERVICE
     from features.repo import FeatureRepo
 
-    ids = [int(c) for c in candidates.split(",") if c.strip()]
+    ids = _parse_ids(candidates, "--candidates")
     frame = FeatureRepo(run_dir).online(user, ids, service or FULL_SERVICE)
     view = frame.set_index("item_id").drop(columns="user_id").T
     console.print(f"user {user}: one column per candidate item")
@@ -152,19 +178,36 @@ def teachers(dataset: Path = typer.Option(..., help="A prepared dataset director
              out: Path = typer.Option(..., "--out", "-o", help="Output directory: <out>/id, <out>/sequence, "
                                       "<out>/teachers_report.json."),
              config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt,
-             teacher: str = typer.Option("both", help="id | sequence | both")):
-    """Train the TorchRec teachers (the config's `teachers` section) on a prepared dataset. Under torchrun the
-    tables are sharded over the ranks: `torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port 29500
-    -m recsys.cli teachers --dataset DIR --out DIR`; rank 0 writes the exports and prints the metrics."""
+             teacher: str = typer.Option("both", help="id | sequence | both"),
+             nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine; the tables are sharded "
+                                       "over them (>1: the project launcher, see embedding.teachers.launch)."),
+             master_addr: str = typer.Option("127.0.0.1", help="With --nproc > 1: the address the rendezvous "
+                                             "store listens on (loopback unless you choose another)."),
+             master_port: int = typer.Option(0, help="With --nproc > 1: the store's port (0 = a free one).")):
+    """Train the TorchRec teachers (the config's `teachers` section) on a prepared dataset, in one process or
+    `--nproc N` (rendezvous on 127.0.0.1). Under torchrun (its store listens on every interface) every rank runs
+    this command. Rank 0 writes the exports and prints the metrics."""
     from embedding.teachers import TEACHER_KINDS, TeacherConfig, train_teachers
     from recsys.data.dataset import load_dataset
 
     if teacher not in (*TEACHER_KINDS, "both"):
         raise typer.BadParameter(f"--teacher {teacher!r}: expected one of {[*TEACHER_KINDS, 'both']}")
+    section = _load(config, overrides).teachers
+    if nproc > 1:
+        from embedding.teachers.launch import WorkerFailed, launch
+
+        worker = [sys.executable, "-m", "recsys.cli", "teachers", "--dataset", str(dataset), "--out", str(out),
+                  "--teacher", teacher, *(["--config", str(config)] if config else []),
+                  *[a for s in overrides or [] for a in ("--set", s)]]
+        try:
+            launch(worker, nproc, master_addr, master_port)
+        except WorkerFailed as e:
+            console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_status) from None
+        return
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:  # one log per job, not one per process
         logging.getLogger("embedding").setLevel(logging.WARNING)
-    section = _load(config, overrides).teachers
     results = train_teachers(load_dataset(dataset), TeacherConfig(**section.model_dump(exclude={"enabled"})), out,
                              TEACHER_KINDS if teacher == "both" else (teacher,))
     if rank == 0:
@@ -199,6 +242,11 @@ def run(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt, r
     result = run_pipeline(cfg, run_dir, stages=stages, force=set(force or ()), on_stage=on_stage)
     if "data" in result.outputs:
         _print_mapping("dataset", result.outputs["data"]["summary"])
+    negatives = result.outputs.get("ranking", {}).get("negatives")
+    if negatives:
+        counts = ", ".join(f"{p}: {negatives[p]['negatives']} for {negatives[p]['positives']} positives"
+                           f" ({negatives[p]['unfilled']} unfilled)" for p in ("valid", "test") if p in negatives)
+        console.print(f"implicit feedback: negatives sampled ({negatives['strategy']}, k={negatives['k']}): {counts}")
     if "ranking" in result.outputs:
         table = result.table()
         out = Table(title="Ranker variants on the test period (95% bootstrap CIs over users)")

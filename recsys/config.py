@@ -33,6 +33,7 @@ from features.interests import InterestConfig
 from features.statistics import StatsConfig
 from ranking.dlrm import DLRMConfig
 from ranking.lgbm import LGBMConfig
+from ranking.negatives import NegativeSamplingConfig
 from ranking.simulate import SimulationConfig
 from recsys.data.config import DataConfig
 from recsys.world.config import WorldConfig
@@ -84,6 +85,9 @@ class RankingSection(_Section):
     max_train_rows: int | None = Field(None, ge=100, description="sample whole users down to about this many")
     max_test_rows: int | None = Field(None, ge=100)
     bootstrap: int = Field(200, ge=10, description="bootstrap resamples (users) for confidence intervals")
+    negatives: NegativeSamplingConfig = Field(
+        default_factory=NegativeSamplingConfig,
+        description="implicit-feedback datasets only: how negatives are sampled for the examples")
     retrieval_engine: Literal["feast", "asof"] = Field(
         "feast", description="feast: get_historical_features; asof: the same point-in-time join in pandas "
                              "(tested equal, ~10x faster on large frames)")
@@ -98,8 +102,9 @@ class SimulationSection(SimulationConfig):
 class RunConfig(_Section):
     """Everything `recsys run` needs. Defaults are the embedded demo."""
 
-    seed: int = 0
-    device: str = "auto"
+    seed: int = Field(0, ge=0, lt=2**32, description="the run seed; every stage's seed unless set there")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+                        description="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps")
     data: DataConfig = Field(default_factory=DataConfig)
     world: WorldConfig = Field(default_factory=WorldConfig)
     encoders: EncoderConfig = Field(default_factory=EncoderConfig)
@@ -108,6 +113,16 @@ class RunConfig(_Section):
     features: FeaturesSection = Field(default_factory=FeaturesSection)
     ranking: RankingSection = Field(default_factory=RankingSection)
     simulation: SimulationSection = Field(default_factory=SimulationSection)
+
+    @model_validator(mode="after")
+    def _device_exists(self) -> RunConfig:
+        import torch
+
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but no CUDA device is available here (use auto or cpu)")
+        if self.device.startswith("cuda:") and int(self.device[5:]) >= torch.cuda.device_count():
+            raise ValueError(f"device={self.device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+        return self
 
     @model_validator(mode="after")
     def _derive_cross_stage_parameters(self) -> RunConfig:

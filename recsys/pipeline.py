@@ -18,8 +18,10 @@ depend on which stages ran before it in the same process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from recsys.config import RunConfig
 from recsys.config_io import dump_model
 from recsys.data.dataset import Dataset
 from recsys.errors import ConfigError
+from recsys.fingerprints import changed_keys, fingerprint, stage_inputs
 from recsys.io import atomic_file, write_json
 from recsys.runtime import seeded
 
@@ -45,10 +48,12 @@ class RunContext:
     cfg: RunConfig
     run_dir: Path
     force: set[str] = field(default_factory=set)
+    """Stages to rebuild from scratch: named by --force, or whose fingerprint changed."""
     ds: Dataset | None = None
     encoded: object | None = None
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, dict] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     @property
     def experiment_name(self) -> str:
@@ -57,11 +62,9 @@ class RunContext:
     def marker(self, stage: str) -> Path:
         return self.run_dir / "stages" / f"{stage}.json"
 
-    def done(self, stage: str) -> dict | None:
+    def recorded(self, stage: str) -> dict | None:
         p = self.marker(stage)
-        if stage in self.force or not p.is_file():
-            return None
-        return json.loads(p.read_text())
+        return json.loads(p.read_text()) if p.is_file() else None
 
     def finish(self, stage: str, payload: dict) -> dict:
         write_json(self.marker(stage), payload)
@@ -70,10 +73,16 @@ class RunContext:
 
 # ----------------------------------------------------------------------------------------------- stages
 def stage_data(ctx: RunContext) -> dict:
+    """Prepare (or reuse) the dataset, and check before any training that the ranking examples it yields have
+    both classes in both periods (a single-class frame would only fail after the long stages)."""
+    from ranking.examples import labelled_examples
     from recsys.data.prepare import prepare_dataset
 
     ctx.ds = prepare_dataset(ctx.cfg.data, ctx.run_dir / "dataset", world=ctx.cfg.world,
                              reuse="data" not in ctx.force)
+    rc = ctx.cfg.ranking
+    for period, rows in (("valid", rc.max_train_rows), ("test", rc.max_test_rows)):
+        labelled_examples(ctx.ds, period, max_rows=rows, seed=ctx.cfg.seed, negatives=rc.negatives)
     return {"summary": ctx.ds.summary()}
 
 
@@ -170,6 +179,7 @@ def _snapshot_range(ds: Dataset) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 def stage_features(ctx: RunContext) -> dict:
     """Interests + statistics (daily point-in-time snapshots) -> Feast sources -> apply -> materialize."""
+    from features.interests import interest_skips
     from features.repo import FeatureRepo
     from features.tables import build_feature_tables
 
@@ -185,8 +195,10 @@ def stage_features(ctx: RunContext) -> dict:
         repo = FeatureRepo(es.repo_dir, fcfg)
         repo.write(tables)
         repo.apply()
+        positives = ctx.ds.interactions.loc[ctx.ds.is_positive(ctx.ds.interactions)]
         out["sets"][es.name] = {"rows": {k: len(v) for k, v in tables.items()}, "build_seconds": build_s,
-                             "materialize": repo.materialize(end), "repo": str(repo.run_dir)}
+                                "interest_skips": interest_skips(positives, item_emb),
+                                "materialize": repo.materialize(end), "repo": str(repo.run_dir)}
     return out
 
 
@@ -200,7 +212,8 @@ def stage_ranking(ctx: RunContext) -> dict:
     rc = ctx.cfg.ranking
     sets = embedding_sets(ctx)
     t0 = time.perf_counter()
-    frames = point_in_time_frames(ctx.ds, sets, rc.max_train_rows, rc.max_test_rows, ctx.cfg.seed, rc.retrieval_engine)
+    frames = point_in_time_frames(ctx.ds, sets, rc.max_train_rows, rc.max_test_rows, ctx.cfg.seed, rc.retrieval_engine,
+                                  negatives=rc.negatives)
     frames_s = time.perf_counter() - t0
     frames.save(ctx.run_dir / "ranking")
     variants = build_variants(frames.features_by_set, sets, rc.rankers)
@@ -211,7 +224,7 @@ def stage_ranking(ctx: RunContext) -> dict:
                             ranker_configs={"lgbm": rc.lgbm, "dlrm": rc.dlrm},
                             comparisons=twin_comparisons(variants, sets),
                             segments={"cold": cold_item_rows(ctx.ds, frames.test)}, n_bootstrap=rc.bootstrap,
-                            seed=ctx.cfg.seed)
+                            seed=ctx.cfg.seed, params=frames.negatives_params(), run_key=_run_key(ctx, variants))
     emb_metrics = {**ctx.outputs["embedding"]["metrics"],
                    **{f"cre.{k}": v for k, v in ctx.outputs.get("cre", {}).get("metrics", {}).items()},
                    **{f"teachers.{k}": v for k, v in ctx.outputs.get("teachers", {}).get("metrics", {}).items()}}
@@ -224,9 +237,16 @@ def stage_ranking(ctx: RunContext) -> dict:
             "model_uris": result.model_uris,
             "variants": {k: {"features": list(v.features), "categorical": list(v.categorical), "ranker": v.ranker}
                          for k, v in variants.items()},
-            "features_by_set": frames.features_by_set,
+            "features_by_set": frames.features_by_set, "negatives": frames.negatives, "coverage": frames.coverage,
             "parent_run_id": result.parent_run_id, "n_train": n_train, "n_test": n_test,
             "frames_seconds": frames_s, "frames_rows_per_s": (n_train + n_test) / max(frames_s, 1e-9)}
+
+
+def _run_key(ctx: RunContext, variants: dict) -> str:
+    """MLflow runs are replaced per key: a rerun of the same stage inputs and variants (after a crash, or --force)
+    replaces its runs; another config or another feature list (a new match feature) logs beside them."""
+    spec = json.dumps({k: [list(v.features), list(v.categorical), v.ranker] for k, v in sorted(variants.items())})
+    return f"ranking-{ctx.fingerprints['ranking']}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
 
 
 def stage_simulation(ctx: RunContext) -> dict:
@@ -284,21 +304,40 @@ class RunResult:
 
 def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None = None,
                  force: set[str] | None = None, on_stage: Callable[[str, str], None] | None = None) -> RunResult:
-    """Run (or resume) the main job up to the latest of `stages` (default: all). Finished stages are loaded from
-    their markers, unfinished ones run; `force` reruns the named stages from scratch."""
+    """Run (or resume) the main job up to the latest of `stages` (default: all).
+
+    A stage is reused when its marker's fingerprint equals the current one (same config sections, seed, device
+    and upstream artefacts); a stage whose fingerprint changed reruns from scratch, and so does everything
+    downstream. Markers of later stages that no longer match are set aside (`stages/<stage>.stale.json`), so
+    `config.yaml` always describes the artefacts beside it. `force` rebuilds the named stages regardless."""
     run_dir = Path(run_dir)
-    ctx = RunContext(cfg, run_dir, set(force or ()))
-    targets = list(dict.fromkeys([*(stages or STAGES), *ctx.force]))
+    targets = list(dict.fromkeys([*(stages or STAGES), *(force or ())]))
     unknown = [s for s in targets if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a directory")
     run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(cfg, run_dir, set(force or ()))
     dump_model(cfg, run_dir / "config.yaml")
     last = max(STAGES.index(s) for s in targets)
-    for stage in STAGES[: last + 1]:
-        cached = ctx.done(stage)
-        if cached is not None and stage not in ALWAYS_RUN:
-            ctx.outputs[stage] = cached
+    fps = ctx.fingerprints
+    for stage in STAGES:
+        inputs = stage_inputs(cfg, stage, fps, ctx.ds.manifest.content_hash if ctx.ds is not None else None)
+        fps[stage] = fingerprint(inputs)
+        record = ctx.recorded(stage)
+        stale = record is not None and record.get("fingerprint") != fps[stage]
+        if STAGES.index(stage) > last:
+            if stale:
+                _set_aside(run_dir, stage)
+            continue
+        if stale:
+            ctx.force.add(stage)
+            if on_stage:
+                on_stage(stage, f"inputs changed ({changed_keys(record.get('fingerprint_inputs'), inputs)}): rerun")
+        reusable = record is not None and stage not in ctx.force
+        if reusable and stage not in ALWAYS_RUN:
+            ctx.outputs[stage] = record
             if on_stage:
                 on_stage(stage, "cached")
             continue
@@ -310,15 +349,25 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None =
         with seeded(cfg.seed):
             payload = STAGE_FUNCS[stage](ctx)
         ctx.timings[stage] = time.perf_counter() - t0
-        payload["seconds"] = ctx.timings[stage]
+        payload.update(seconds=ctx.timings[stage], fingerprint=fps[stage], fingerprint_inputs=inputs)
         # an always-run stage that had finished before only reloads its outputs: keep the first run's record
-        ctx.outputs[stage] = cached if cached is not None else ctx.finish(stage, payload)
+        ctx.outputs[stage] = record if reusable else ctx.finish(stage, payload)
         if on_stage:
             on_stage(stage, f"done in {ctx.timings[stage]:.1f}s")
     result = RunResult(run_dir, ctx.outputs, ctx.timings)
     if "ranking" in ctx.outputs:
         write_report(result)
     return result
+
+
+def _set_aside(run_dir: Path, stage: str) -> None:
+    """A later stage's marker (and the report built from it) no longer matches the config: keep it, renamed."""
+    marker = run_dir / "stages" / f"{stage}.json"
+    os.replace(marker, marker.with_suffix(".stale.json"))
+    log.warning("stage %s was built from other settings: its marker is now %s", stage,
+                marker.with_suffix(".stale.json"))
+    if stage == "ranking" and (run_dir / "results.md").is_file():
+        os.replace(run_dir / "results.md", run_dir / "results.stale.md")
 
 
 TRAINING_STATE = {"embedding": ("embedding/checkpoint",), "cre": ("cre/checkpoint", "cre/cre_summary.json")}

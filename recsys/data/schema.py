@@ -14,14 +14,27 @@ A dataset is a directory::
 
 Ids are int64 (Feast join keys and TorchRec indices need integers; map string ids before import).
 Timestamps are tz-aware UTC with microsecond precision (Spark reads only microsecond parquet).
-Media paths are relative to the dataset directory, or absolute.
+Media paths are relative to the dataset directory, or absolute. The parquet adapter resolves a source's relative
+paths against the source folder at prepare time and stores them absolute, so they keep pointing at the user's files.
+
+Feedback: "explicit" when the interactions are impressions (both classes by the positive rule), "implicit" when
+every interaction is positive (purchases, clicks without impressions): ranking then samples its negatives.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-FORMAT_VERSION = "1"
+from recsys.errors import DataError
+
+FORMAT_VERSION = "2"
+
+Feedback = Literal["explicit", "implicit"]
+FEEDBACK_TEXT: dict[str, str] = {
+    "explicit": "explicit: interactions are impressions (both classes by the positive rule)",
+    "implicit": "implicit: every interaction is positive; ranking samples negatives (ranking.negatives)",
+}
 
 ITEM_TEXT_FIELDS: tuple[str, ...] = ("title", "description", "ocr", "asr", "author")
 """Free-text string fields of an item; any may be missing (null) or absent as a column."""
@@ -52,17 +65,28 @@ class PositiveRule:
 
 @dataclass
 class Manifest:
-    """What a dataset holds; written last, so a directory with a manifest is complete."""
+    """What a dataset holds; written last, so a directory with a manifest is complete.
+
+    skipped: counted skips (rows or files left out, per cause); content: items per modality (items_with_text,
+    items_with_image, items_with_audio, items_with_vec_<name>) and items_created_after_first_interaction;
+    source_inputs: what the dataset was prepared from (data config, world config, input files), hashed into
+    source_fingerprint (empty for datasets not written by recsys.data.prepare).
+    """
 
     name: str
     modalities: list[str]
     labels: dict[str, str]
     positive: PositiveRule
+    feedback: Feedback
     time_range: tuple[str, str]
     split: dict[str, str]
     row_counts: dict[str, int]
     content_hash: str
     source: str
+    skipped: dict[str, int] = field(default_factory=dict)
+    content: dict[str, int] = field(default_factory=dict)
+    source_fingerprint: str = ""
+    source_inputs: dict = field(default_factory=dict)
     version: str = FORMAT_VERSION
     extra: dict = field(default_factory=dict)
 
@@ -74,25 +98,43 @@ class Manifest:
             "modalities": list(self.modalities),
             "labels": dict(self.labels),
             "positive": {"column": self.positive.column, "min_value": self.positive.min_value},
+            "feedback": self.feedback,
             "time_range": list(self.time_range),
             "split": dict(self.split),
             "row_counts": dict(self.row_counts),
+            "skipped": dict(self.skipped),
+            "content": dict(self.content),
             "content_hash": self.content_hash,
+            "source_fingerprint": self.source_fingerprint,
+            "source_inputs": self.source_inputs,
             "extra": self.extra,
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> Manifest:
-        return cls(
-            name=d["name"],
-            version=d.get("version", FORMAT_VERSION),
-            source=d.get("source", "unknown"),
-            modalities=list(d["modalities"]),
-            labels=dict(d["labels"]),
-            positive=PositiveRule(**d["positive"]),
-            time_range=tuple(d["time_range"]),
-            split=dict(d["split"]),
-            row_counts={k: int(v) for k, v in d["row_counts"].items()},
-            content_hash=d["content_hash"],
-            extra=d.get("extra", {}),
-        )
+    def from_dict(cls, d: dict, file: str = "manifest.json") -> Manifest:
+        """Read a manifest; one of another format version is refused (re-prepare it), never half-interpreted."""
+        if d.get("version") != FORMAT_VERSION:
+            raise DataError(f"dataset format version {d.get('version')!r}, this code reads {FORMAT_VERSION!r}: "
+                            "re-prepare it (`recsys data prepare --force`)", file=file)
+        try:
+            return cls(
+                name=d["name"],
+                version=d["version"],
+                source=d["source"],
+                modalities=list(d["modalities"]),
+                labels=dict(d["labels"]),
+                positive=PositiveRule(**d["positive"]),
+                feedback=d["feedback"],
+                time_range=tuple(d["time_range"]),
+                split=dict(d["split"]),
+                row_counts={k: int(v) for k, v in d["row_counts"].items()},
+                skipped={k: int(v) for k, v in d["skipped"].items()},
+                content={k: int(v) for k, v in d["content"].items()},
+                content_hash=d["content_hash"],
+                source_fingerprint=d["source_fingerprint"],
+                source_inputs=d["source_inputs"],
+                extra=d["extra"],
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            raise DataError(f"malformed manifest ({type(e).__name__}: {e}); re-prepare the dataset",
+                            file=file) from None

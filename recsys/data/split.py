@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from recsys.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class TemporalSplit:
@@ -19,14 +21,14 @@ class TemporalSplit:
 
     def __post_init__(self) -> None:
         if not self.train_end <= self.valid_end:
-            raise ValueError(f"split: train_end {self.train_end} must not be after valid_end {self.valid_end}")
+            raise ConfigError(f"split: train_end {self.train_end} must not be after valid_end {self.valid_end}")
 
     @classmethod
     def from_fractions(cls, timestamps: pd.Series, valid_fraction: float, test_fraction: float) -> TemporalSplit:
         """Cut-offs at time quantiles so that about the given fractions of events fall in valid and test."""
         if not (0 <= valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
-            raise ValueError(f"split fractions: valid={valid_fraction}, test={test_fraction} must be in [0,1) "
-                             "and sum to less than 1")
+            raise ConfigError(f"split fractions (data.split.valid_fraction={valid_fraction}, "
+                              f"data.split.test_fraction={test_fraction}) must be in [0,1) and sum to less than 1")
         ts = timestamps.sort_values().reset_index(drop=True)
         n = len(ts)
         train_end = ts.iloc[min(n - 1, int(round(n * (1 - valid_fraction - test_fraction))))]

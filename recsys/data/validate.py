@@ -1,9 +1,13 @@
 """Validation and normalisation of the canonical tables (recsys.data.schema).
 
 Each check raises DataError naming the file, the column and example rows; nothing is written on failure.
+Rows that are dropped rather than refused (a missing label, an unknown item with unknown_items=skip) are counted
+in the returned skip report and logged as a WARNING: a missing label is never read as a negative.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
@@ -17,6 +21,8 @@ from recsys.data.schema import (
     REQUIRED_QUERY_COLUMNS,
 )
 from recsys.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def _require_columns(df: pd.DataFrame, required: tuple[str, ...], file: str) -> None:
@@ -66,6 +72,67 @@ def _as_str_list(value) -> list[str]:
     return [str(v) for v in value if v is not None and str(v) != ""]
 
 
+def _vector(value) -> list[float] | None:
+    """A list<float> cell, or None when missing; raises TypeError/ValueError on anything else."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (str, bytes)) or np.ndim(value) != 1:
+        raise TypeError("not a list of numbers")
+    return [float(v) for v in value]
+
+
+def _vectors(items: pd.DataFrame, col: str, file: str) -> pd.Series:
+    """Precomputed vectors: numeric lists of one length, None = missing; NaN inside a vector is refused."""
+    values, bad = [], []
+    for row, v in enumerate(items[col]):
+        try:
+            vec = _vector(v)
+        except (TypeError, ValueError):
+            bad.append(row)
+            vec = None
+        if vec is not None and not np.isfinite(vec).all():
+            bad.append(row)
+        values.append(vec)
+    if bad:
+        raise DataError(f"{len(bad)} precomputed vector(s) are not lists of finite numbers", file=file, column=col,
+                        examples=items.iloc[bad][["item_id", col]])
+    lengths = pd.Series([len(v) for v in values if v is not None], dtype="int64")
+    if lengths.nunique() > 1 or (lengths == 0).any():
+        rows = [i for i, v in enumerate(values) if v is not None and len(v) != lengths.mode().iloc[0]]
+        raise DataError(f"precomputed vectors have mixed or zero lengths {sorted(lengths.unique())[:5]}",
+                        file=file, column=col, examples=items.iloc[rows][["item_id"]])
+    return pd.Series(values, index=items.index, dtype=object)
+
+
+def drop_missing_labels(df: pd.DataFrame, columns: list[str], file: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Parse label columns to float32 and drop (and count) rows where any is missing (NaN, null, empty string).
+
+    Returns the kept rows and counts: missing_label_rows (rows dropped) and missing_label_rows.<column> (rows where
+    that column is missing; a row missing two labels counts in both).
+    """
+    df = df.copy()
+    missing = pd.Series(False, index=df.index)
+    counts: dict[str, int] = {}
+    for col in columns:
+        raw = df[col]
+        if not (pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw)):
+            raw = raw.astype(object).map(lambda v: None if isinstance(v, str) and not v.strip() else v)
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = values.isna() & raw.notna()
+        if bad.any():
+            raise DataError("label values must be numeric", file=file, column=col, examples=df.loc[bad])
+        df[col] = values.astype("float32")
+        gone = values.isna()
+        if gone.any():
+            counts[f"missing_label_rows.{col}"] = int(gone.sum())
+        missing |= gone
+    counts = {"missing_label_rows": int(missing.sum()), **counts}
+    if missing.any():
+        log.warning("%s: dropped %d interaction(s) with a missing label (%s)", file, counts["missing_label_rows"],
+                    ", ".join(f"{k.split('.', 1)[1]}: {v}" for k, v in counts.items() if "." in k))
+    return df.loc[~missing], counts
+
+
 def validate_items(items: pd.DataFrame, file: str = "items") -> pd.DataFrame:
     _require_columns(items, REQUIRED_ITEM_COLUMNS, file)
     _require_nonempty(items, file)
@@ -90,10 +157,7 @@ def validate_items(items: pd.DataFrame, file: str = "items") -> pd.DataFrame:
         items["audio_path"] = None
     items["audio_path"] = items["audio_path"].astype(object).where(items["audio_path"].notna(), None)
     for col in [c for c in items.columns if c.startswith(PRECOMPUTED_VECTOR_PREFIX)]:
-        lengths = items[col].dropna().map(len)
-        if lengths.nunique() > 1:
-            raise DataError(f"precomputed vectors have mixed lengths {sorted(lengths.unique())[:5]}",
-                            file=file, column=col, examples=items.loc[lengths.index, ["item_id"]])
+        items[col] = _vectors(items, col, file)
     return items.sort_values("item_id").reset_index(drop=True)
 
 
@@ -109,22 +173,22 @@ def validate_interactions(interactions: pd.DataFrame, item_ids: pd.Series, label
     df["user_id"] = to_int_ids(df["user_id"], file, "user_id")
     df["item_id"] = to_int_ids(df["item_id"], file, "item_id")
     df["timestamp"] = to_utc(df["timestamp"], file, "timestamp")
-    for col in label_columns:
-        if col not in df.columns:
-            raise DataError(f"label column '{col}' declared but missing; found {list(df.columns)}", file=file)
-        values = pd.to_numeric(df[col], errors="coerce")
-        bad = values.isna() & df[col].notna()
-        if bad.any():
-            raise DataError("label values must be numeric", file=file, column=col, examples=df.loc[bad])
-        df[col] = values.astype("float32")
-    report = {"unknown_item_rows": 0}
+    absent = [c for c in label_columns if c not in df.columns]
+    if absent:
+        raise DataError(f"label column(s) {absent} declared but missing; found {list(df.columns)}", file=file)
+    df, report = drop_missing_labels(df, label_columns, file)
+    report["unknown_item_rows"] = 0
     unknown = ~df["item_id"].isin(item_ids)
     if unknown.any():
         if unknown_items == "error":
             raise DataError(f"{int(unknown.sum())} interaction(s) point at unknown items", file=file,
                             column="item_id", examples=df.loc[unknown, ["user_id", "item_id", "timestamp"]])
         report["unknown_item_rows"] = int(unknown.sum())
+        log.warning("%s: skipped %d interaction(s) with unknown items (unknown_items=skip)", file,
+                    report["unknown_item_rows"])
         df = df.loc[~unknown]
+    if len(df) == 0:
+        raise DataError(f"no interaction left after the counted skips {report}", file=file)
     df = df.sort_values(["timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)
     return df, report
 

@@ -15,6 +15,7 @@ from embedding.encoders.types import TEXT_FIELDS
 from embedding.infer import embed_items, embed_texts, pool_text_tokens
 from embedding.model import OmniEmbeddingModel
 from embedding.model_config import OmniEmbeddingConfig
+from recsys.errors import DataError
 
 
 # ---- config ---------------------------------------------------------------------------------------------
@@ -124,13 +125,13 @@ def test_image_residual_only_for_items_without_text(enc, make_encoded, tiny_conf
     assert torch.allclose(out.embedding, F.normalize(m.image_skip(mean), dim=-1), atol=1e-5)
     # residual maps: own optimizer group (no decay, scaled peak lr); the other groups keep the given lr
     opt = m.configure_optimizer(1e-3, 0.01, residual_lr_scale=0.0)
-    skip = {id(p) for p in (*m.text_skip.parameters(), *m.image_skip.parameters())}
+    skip = {id(p) for p in (*m.text_skip.parameters(), *m.image_skip.parameters(), *m.pre_skip.parameters())}
     (group,) = [g for g in opt.param_groups if {id(p) for p in g["params"]} & skip]
     assert {id(p) for p in group["params"]} == skip and group["lr"] == 0.0 and group["weight_decay"] == 0.0
     assert [g["lr"] for g in opt.param_groups if g is not group] == [1e-3, 1e-3]
     assert [g["lr"] for g in m.configure_optimizer(1e-3, 0.01, residual_lr_scale=0.5).param_groups][-1] == 5e-4
-    off = OmniEmbeddingModel(tiny_config(enc, text_residual=False, image_residual=False))
-    assert off.text_skip is None and off.image_skip is None
+    off = OmniEmbeddingModel(tiny_config(enc, text_residual=False, image_residual=False, precomputed_residual=False))
+    assert off.text_skip is None and off.image_skip is None and not off.pre_skip
 
 
 def test_field_dropout_never_empties_text_only_item(make_encoded, tiny_config):
@@ -169,8 +170,14 @@ def test_save_load_round_trip(model, enc, tiny_config, tmp_path):
     assert loaded.config == model.config
     batch = collate(enc, np.arange(len(enc)), "cpu")
     assert torch.equal(loaded(batch).embedding, model(batch).embedding)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="nothing: no config.json"):
         OmniEmbeddingModel.from_pretrained(tmp_path / "nothing")
+    # weights that do not fit the config (another model version) are refused naming the file, not a traceback
+    other = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**other, "precomputed_residual": False}))
+    with pytest.raises(DataError, match=r"model.safetensors: the weights do not match config.json \(missing \[\], "
+                                         r"unexpected \['pre_skip.clip.weight'\]\)"):
+        OmniEmbeddingModel.from_pretrained(tmp_path / "m")
     # a model saved before the residual paths existed (no such keys in config.json) loads without them
     old = OmniEmbeddingModel(tiny_config(enc, text_residual=False, image_residual=False))
     old.save_pretrained(tmp_path / "old")

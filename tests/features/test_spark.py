@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.definitions import FULL_SERVICE
+from features.repo import FeatureRepo
 
 pytestmark = pytest.mark.spark
 
@@ -53,3 +56,16 @@ def test_spark_historical_equals_file_store(fw, repos):
     b = spark_repo.historical(edf, FULL_SERVICE)
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
     assert a["hist_len"].gt(0).any() and np.isfinite(a["cos_mean"]).any()
+
+
+def test_moved_spark_repository_reads_its_own_sources(fw, repos, tmp_path):
+    """Spark resolves relative paths against its working directory, so a Spark repository registers absolute
+    paths and re-registers them when the directory moved."""
+    file_repo, spark_repo = repos
+    shutil.copytree(spark_repo.run_dir, tmp_path / "moved")
+    moved = FeatureRepo(tmp_path / "moved")
+    edf = pd.DataFrame({"user_id": [1, 2, 777], "item_id": [100, 139, 105],
+                        "event_timestamp": [fw.START + pd.Timedelta(days=8)] * 3})
+    got = moved.historical(edf, FULL_SERVICE)
+    assert moved.store.get_feature_view("user_stats").batch_source.path == str(moved.paths()["user_stats"].resolve())
+    pd.testing.assert_frame_equal(got, file_repo.historical(edf, FULL_SERVICE), check_exact=False, rtol=1e-12)

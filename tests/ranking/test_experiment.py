@@ -10,6 +10,7 @@ from ranking import lgbm as lgbm_mod
 from ranking.dlrm import DLRMConfig
 from ranking.experiment import run_experiment
 from ranking.variants import VariantSpec
+from recsys.errors import DataError
 
 
 def test_match_variant_beats_baseline(experiment):
@@ -72,3 +73,17 @@ def test_experiment_refuses_overlapping_periods_and_bad_frames(frames, fast_lgbm
         run_experiment(train, test, {"x": VariantSpec(("cos_nope",))}, n_bootstrap=5)
     with pytest.raises(ValueError, match="clash"):
         run_experiment(train, test, {"label": VariantSpec(("item_positive_rate",))}, n_bootstrap=5)
+
+
+def test_a_single_class_or_empty_frame_is_refused_before_any_fit(frames, fast_lgbm, monkeypatch):
+    train, test = frames
+    one = {"baseline": VariantSpec(("item_positive_rate",))}
+    fits = []
+    monkeypatch.setattr(lgbm_mod.LGBMRanker, "fit", lambda self, *a, **k: fits.append(1))
+    with pytest.raises(DataError, match=f"train_frame has {len(train)} rows of one class \\({len(train)} positive"):
+        run_experiment(train.assign(label=1), test, one, n_bootstrap=5)
+    with pytest.raises(DataError, match="test_frame has 3000 rows of one class \\(0 positive"):
+        run_experiment(train, test.assign(label=0), one, n_bootstrap=5)
+    with pytest.raises(DataError, match="test_frame is empty"):
+        run_experiment(train, test.head(0), one, n_bootstrap=5)
+    assert fits == []

@@ -58,8 +58,9 @@ def test_fit_info_and_refit_full(frames, fast_lgbm, ranker):
     assert not np.array_equal(refit.predict(test), ranker.predict(test))   # trained on the holdout rows too
 
 
-def test_threads_default_to_the_usable_cores():
-    assert LGBMConfig().lgb_params()["num_threads"] == available_cores()
+def test_threads_default_to_one_and_none_means_the_usable_cores():
+    assert LGBMConfig().lgb_params()["num_threads"] == 1                   # results independent of the machine
+    assert LGBMConfig(num_threads=None).lgb_params()["num_threads"] == available_cores()
     assert LGBMConfig(num_threads=1).lgb_params()["num_threads"] == 1
     with pytest.raises(ValueError, match="num_threads"):
         LGBMConfig(num_threads=0)

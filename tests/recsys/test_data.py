@@ -8,28 +8,37 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsys.data.adapters.movielens import prepare_movielens, read_movielens
-from recsys.data.adapters.parquet import prepare_parquet
+from recsys.data.adapters.movielens import read_movielens
+from recsys.data.config import DataConfig
 from recsys.data.dataset import build_dataset, load_dataset, write_dataset
+from recsys.data.prepare import prepare_dataset
 from recsys.data.schema import PositiveRule
 from recsys.data.split import TemporalSplit, leave_last_out
-from recsys.errors import DataError
+from recsys.errors import ConfigError, DataError
 from recsys.io import atomic_directory
+
+
+def _ml_config(root: Path, **over) -> DataConfig:
+    return DataConfig(source="movielens", path=root, split={"valid_fraction": 0.1, "test_fraction": 0.1}, **over)
 
 
 @pytest.fixture(scope="module")
 def movielens(movielens_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ml") / "dataset"
-    return prepare_movielens(movielens_dir, out, posters=movielens_dir / "posters")
+    return prepare_dataset(_ml_config(movielens_dir, posters=movielens_dir / "posters"), out)
 
 
 def test_movielens_counts(movielens):
     s = movielens.summary()
     assert (s["users"], s["items"], s["interactions"]) == (610, 9742, 100836)
-    assert s["items_with_image"] == 9517
+    assert (s["items_with_image"], s["items_with_text"], s["items_with_audio"]) == (9517, 9742, 0)
     assert movielens.manifest.extra["items_missing_image"] == 9742 - 9517
     assert movielens.manifest.modalities == ["text", "image"]
     assert movielens.positive == PositiveRule("rating", 4.0)
+    assert movielens.feedback == "explicit" and s["feedback"].startswith("explicit")
+    assert movielens.manifest.skipped == {"missing_label_rows": 0, "unknown_item_rows": 0,
+                                          "missing_image_files": 0, "missing_audio_files": 0}
+    assert s["skipped missing_label_rows"] == 0
 
 
 def test_movielens_round_trip(movielens):
@@ -80,11 +89,12 @@ def test_ml100k_layout(tmp_path):
 
 
 def _tables():
+    """3 items, 12 interactions over 6 days: users 1-2 active every day, so each period has history."""
     items = pd.DataFrame({"item_id": [1, 2, 3], "created_at": ["2026-01-01", "2026-01-01", "2026-01-02"],
                           "title": ["a", "b", None], "tags": [["x"], [], None]})
-    inter = pd.DataFrame({"user_id": [1, 1, 2, 2, 3], "item_id": [1, 2, 2, 3, 1],
-                          "timestamp": pd.date_range("2026-01-03", periods=5, freq="D", tz="UTC"),
-                          "click": [1, 0, 1, 1, 0]})
+    inter = pd.DataFrame({"user_id": [1, 2] * 6, "item_id": [1, 2, 3] * 4,
+                          "timestamp": pd.date_range("2026-01-03", periods=12, freq="12h", tz="UTC"),
+                          "click": [1, 1, 0, 1, 0, 0] * 2})
     return items, inter
 
 
@@ -96,11 +106,17 @@ def _write(root: Path, items=None, inter=None):
     return root
 
 
+def _prepare(src: Path, out: Path, **over):
+    cfg = DataConfig(**{"source": "parquet", "path": src, "positive": {"column": "click", "min_value": 1},
+                        "split": {"valid_fraction": 0.2, "test_fraction": 0.2}, **over})
+    return prepare_dataset(cfg, out)
+
+
 def test_parquet_adapter(tmp_path):
     src = _write(tmp_path / "src")
-    ds = prepare_parquet(src, tmp_path / "out", PositiveRule("click", 1.0), split_fractions=(0.2, 0.2))
+    ds = _prepare(src, tmp_path / "out")
     assert list(ds.manifest.labels) == ["click"]
-    assert ds.manifest.row_counts == {"items": 3, "interactions": 5, "users": 3, "queries": 0}
+    assert ds.manifest.row_counts == {"items": 3, "interactions": 12, "users": 2, "queries": 0}
     assert load_dataset(tmp_path / "out").items["tags"].tolist() == [["x"], [], []]
 
 
@@ -134,7 +150,7 @@ def test_bad_input_names_file_and_column(tmp_path, case, expect):
         inter.loc[0, "click"] = "yes"
     src = _write(tmp_path / "src", items, inter)
     with pytest.raises(DataError) as err:
-        prepare_parquet(src, tmp_path / "out", PositiveRule("click", 1.0), split_fractions=(0.2, 0.2))
+        _prepare(src, tmp_path / "out")
     assert expect in str(err.value)
     assert "parquet" in str(err.value)
     assert not (tmp_path / "out").exists()
@@ -144,23 +160,23 @@ def test_unknown_items_can_be_skipped_and_counted(tmp_path):
     items, inter = _tables()
     inter.loc[4, "item_id"] = 99
     src = _write(tmp_path / "src", items, inter)
-    ds = prepare_parquet(src, tmp_path / "out", PositiveRule("click", 1.0), split_fractions=(0.2, 0.2),
-                         unknown_items="skip")
-    assert len(ds.interactions) == 4
-    assert ds.manifest.extra["skipped"]["unknown_item_rows"] == 1
+    ds = _prepare(src, tmp_path / "out", unknown_items="skip")
+    assert len(ds.interactions) == 11
+    assert ds.manifest.skipped["unknown_item_rows"] == 1
+    assert ds.summary()["skipped unknown_item_rows"] == 1
 
 
 def test_unreadable_parquet(tmp_path):
     src = _write(tmp_path / "src")
     (src / "interactions.parquet").write_bytes(b"not a parquet file")
     with pytest.raises(DataError, match="interactions.parquet.*cannot read"):
-        prepare_parquet(src, tmp_path / "out", PositiveRule("click", 1.0))
+        _prepare(src, tmp_path / "out")
 
 
 def test_failed_write_keeps_previous_dataset(tmp_path):
     src = _write(tmp_path / "src")
     out = tmp_path / "out"
-    first = prepare_parquet(src, out, PositiveRule("click", 1.0), split_fractions=(0.2, 0.2))
+    first = _prepare(src, out)
     with pytest.raises(RuntimeError):
         with atomic_directory(out) as tmp:
             (tmp / "items.parquet").write_text("half written")
@@ -184,5 +200,5 @@ def test_content_hash_changes_with_content(tmp_path):
 
 
 def test_split_validation():
-    with pytest.raises(ValueError, match="fractions"):
+    with pytest.raises(ConfigError, match="data.split.valid_fraction"):
         TemporalSplit.from_fractions(pd.Series(pd.date_range("2026-01-01", periods=5, tz="UTC")), 0.6, 0.5)

@@ -3,29 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-RECSYS = [sys.executable, "-m", "recsys.cli"]
-
-
-def _run(args: list[str], cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(RECSYS + args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200"})
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
-    proc = _run(["run", "--config", "configs/tiny.yaml", "--run-dir", str(run_dir)])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return run_dir
 
 
 def test_every_stage_finished(tiny_run):
@@ -76,35 +56,64 @@ def test_cold_items_are_embedded(tiny_run):
     assert set(cold) <= set(emb["item_id"])
 
 
-def test_rerun_skips_finished_stages(tiny_run):
+def test_rerun_skips_finished_stages(cli, tiny_run):
     before = (tiny_run / "stages" / "ranking.json").read_text()
-    proc = _run(["run", "--config", "configs/tiny.yaml", "--run-dir", str(tiny_run)], timeout=300)
+    proc = cli(["run", "--config", "configs/tiny.yaml", "--run-dir", str(tiny_run)], timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("cached") >= 5
     assert (tiny_run / "stages" / "ranking.json").read_text() == before
 
 
-def test_feature_commands_and_serving_defaults(tiny_run):
-    proc = _run(["features", "materialize", "--run-dir", str(tiny_run)])
+def test_changed_config_reruns_the_stage_and_everything_downstream(cli, tiny_run):
+    import yaml
+
+    before = {s: json.loads((tiny_run / "stages" / f"{s}.json").read_text())["fingerprint"]
+              for s in ("features", "ranking", "simulation")}
+    proc = cli(["run", "--config", "configs/tiny.yaml", "--run-dir", str(tiny_run), "--set", "ranking.bootstrap=30"],
+               timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = " ".join(proc.stdout.split())
+    assert "ranking.bootstrap: 20 -> 30" in out
+    assert "<ranking stage>" in out  # the simulation reruns because the ranking stage did
+    after = {s: json.loads((tiny_run / "stages" / f"{s}.json").read_text())["fingerprint"] for s in before}
+    assert after["features"] == before["features"]
+    assert after["ranking"] != before["ranking"] and after["simulation"] != before["simulation"]
+    assert yaml.safe_load((tiny_run / "config.yaml").read_text())["ranking"]["bootstrap"] == 30
+
+
+def test_markers_of_later_stages_built_from_other_settings_are_set_aside(cli, tiny_run):
+    """`--stage features` with a new ranking setting: config.yaml then describes every artefact left beside it."""
+    proc = cli(["run", "--config", "configs/tiny.yaml", "--run-dir", str(tiny_run), "--stage", "features",
+                "--set", "ranking.bootstrap=40"], timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stages = tiny_run / "stages"
+    assert not (stages / "ranking.json").exists() and (stages / "ranking.stale.json").is_file()
+    assert not (stages / "simulation.json").exists() and (stages / "simulation.stale.json").is_file()
+    assert not (tiny_run / "results.md").exists() and (tiny_run / "results.stale.md").is_file()
+    assert (stages / "features.json").is_file()
+
+
+def test_feature_commands_and_serving_defaults(cli, tiny_run):
+    proc = cli(["features", "materialize", "--run-dir", str(tiny_run)])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "rows" in proc.stdout
-    proc = _run(["features", "serve", "--run-dir", str(tiny_run), "--user", "1", "--candidates", "1,2,987654"])
+    proc = cli(["features", "serve", "--run-dir", str(tiny_run), "--user", "1", "--candidates", "1,2,987654"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "unknown_item" in proc.stdout and "True" in proc.stdout
 
 
-def test_bad_config_names_the_key_and_exits_2(tmp_path):
-    proc = _run(["run", "--run-dir", str(tmp_path / "r"), "--set", "ranking.lgbm.num_leavs=8"])
+def test_bad_config_names_the_key_and_exits_2(cli, tmp_path):
+    proc = cli(["run", "--run-dir", str(tmp_path / "r"), "--set", "ranking.lgbm.num_leavs=8"])
     assert proc.returncode == 2
     assert "ranking.lgbm.num_leavs" in proc.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("embedding:\n  train:\n    batch_size: one\n")
-    proc = _run(["run", "--config", str(bad), "--run-dir", str(tmp_path / "r")])
+    proc = cli(["run", "--config", str(bad), "--run-dir", str(tmp_path / "r")])
     assert proc.returncode == 2 and "embedding.train.batch_size" in proc.stdout
 
 
-def test_inconsistent_prefix_and_dimension_exit_2_naming_both_keys(tmp_path):
-    proc = _run(["run", "--run-dir", str(tmp_path / "r"), "--set", "features.interests.prefix_dim=100"])
+def test_inconsistent_prefix_and_dimension_exit_2_naming_both_keys(cli, tmp_path):
+    proc = cli(["run", "--run-dir", str(tmp_path / "r"), "--set", "features.interests.prefix_dim=100"])
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = " ".join(proc.stdout.split())  # rich may wrap the message
     assert "features.interests.prefix_dim" in out and "embedding.train.model.matryoshka_dims" in out
@@ -113,13 +122,13 @@ def test_inconsistent_prefix_and_dimension_exit_2_naming_both_keys(tmp_path):
 
 
 @pytest.mark.parametrize("levels", [2, 4])
-def test_semantic_id_levels_flow_into_features(tmp_path, levels):
+def test_semantic_id_levels_flow_into_features(cli, tmp_path, levels):
     """embedding.semantic_ids.levels is the one source: the item table, the Feast schema, the SID match features
     and what the online store serves all have `levels` levels (teachers and CRE off: this is about features)."""
     from feast import FeatureStore
 
     run_dir = tmp_path / "run"
-    proc = _run(["run", "--config", "configs/tiny.yaml", "--run-dir", str(run_dir), "--stage", "features",
+    proc = cli(["run", "--config", "configs/tiny.yaml", "--run-dir", str(run_dir), "--stage", "features",
                  "--set", f"embedding.semantic_ids.levels={levels}", "--set", "teachers.enabled=false",
                  "--set", "embedding.cre.enabled=false"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -132,21 +141,21 @@ def test_semantic_id_levels_flow_into_features(tmp_path, levels):
     on_demand = [f.name for v in store.list_on_demand_feature_views() for f in v.features]
     sid_matches = sorted(f for f in on_demand if f.startswith("sid_recent_match_l"))
     assert sid_matches == [f"sid_recent_match_l{lvl}" for lvl in range(levels)]
-    proc = _run(["features", "serve", "--run-dir", str(run_dir), "--user", "1", "--candidates", "1,2,3"])
+    proc = cli(["features", "serve", "--run-dir", str(run_dir), "--user", "1", "--candidates", "1,2,3"])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"sid_recent_match_l{levels - 1}" in proc.stdout and f"sid_recent_match_l{levels}" not in proc.stdout
 
 
-def test_data_prepare_movielens_cli(movielens_dir, tmp_path):
+def test_data_prepare_movielens_cli(cli, movielens_dir, tmp_path):
     out = tmp_path / "ml"
-    proc = _run(["data", "prepare", "--source", "movielens", "--path", str(movielens_dir), "--posters",
+    proc = cli(["data", "prepare", "--source", "movielens", "--path", str(movielens_dir), "--posters",
                  str(movielens_dir / "posters"), "--out", str(out)])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     for expected in ("610", "9742", "100836", "9517"):
         assert expected in proc.stdout
 
 
-def test_data_prepare_bad_input_exits_2(tmp_path):
+def test_data_prepare_bad_input_exits_2(cli, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     pd.DataFrame({"item_id": [1, 1], "created_at": ["2026-01-01", "2026-01-02"]}).to_parquet(src / "items.parquet")
@@ -154,16 +163,16 @@ def test_data_prepare_bad_input_exits_2(tmp_path):
         src / "interactions.parquet")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"data:\n  source: parquet\n  path: {src}\n  positive: {{column: click, min_value: 1}}\n")
-    proc = _run(["data", "prepare", "--config", str(cfg), "--out", str(tmp_path / "out")])
+    proc = cli(["data", "prepare", "--config", str(cfg), "--out", str(tmp_path / "out")])
     assert proc.returncode == 2
     assert "items.parquet" in proc.stdout and "duplicate item id" in proc.stdout
     assert not (tmp_path / "out").exists()
 
 
-def test_forced_cre_with_new_settings_trains_from_scratch(tiny_run):
+def test_forced_cre_with_new_settings_trains_from_scratch(cli, tiny_run):
     """--force STAGE discards that stage's checkpoint: a changed config reruns instead of refusing to resume.
     (Last in this module: it rewrites the cre stage of the shared run.)"""
-    proc = _run(["run", "--config", "configs/tiny.yaml", "--run-dir", str(tiny_run), "--stage", "cre",
+    proc = cli(["run", "--config", "configs/tiny.yaml", "--run-dir", str(tiny_run), "--stage", "cre",
                  "--force", "cre", "--set", "embedding.cre.id2item_steps=4"], timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     cre = json.loads((tiny_run / "stages" / "cre.json").read_text())

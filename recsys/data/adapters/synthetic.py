@@ -26,22 +26,27 @@ LABELS = {
 }
 
 
+def build_synthetic(cfg: WorldConfig, directory: Path, feedback: str = "auto") -> Dataset:
+    """Generate the world, render its media and save its ground truth into `directory` (a dataset folder being
+    written); returns the dataset, tables not yet written (write_tables)."""
+    sample = generate_world(cfg)
+    world = sample.world
+    image_paths, audio_paths = render_media(world, directory)
+    world.save(directory / "world")
+    items = sample.items.assign(image_paths=image_paths, audio_path=audio_paths)
+    return build_dataset(
+        name=cfg.name, source=f"synthetic:seed={cfg.seed}", items=items, interactions=sample.interactions,
+        labels=LABELS, positive=PositiveRule("like", 1.0), split=(cfg.split[0], cfg.split[1]), users=sample.users,
+        queries=sample.queries, feedback=feedback,
+        extra={"world": cfg.model_dump(mode="json"), "simulation_start_day": world.end_day,
+               "start_date": world.start.isoformat()})
+
+
 def prepare_synthetic(cfg: WorldConfig, target: str | Path) -> Dataset:
     """Generate, render and write a synthetic dataset atomically to `target`; returns it with root set."""
     target = Path(target)
-    sample = generate_world(cfg)
-    world = sample.world
     with atomic_directory(target) as tmp:
-        image_paths, audio_paths = render_media(world, tmp)
-        world.save(tmp / "world")
-        items = sample.items.assign(image_paths=image_paths, audio_path=audio_paths)
-        ds = build_dataset(
-            name=cfg.name, source=f"synthetic:seed={cfg.seed}", items=items, interactions=sample.interactions,
-            labels=LABELS, positive=PositiveRule("like", 1.0), split=(cfg.split[0], cfg.split[1]), users=sample.users,
-            queries=sample.queries,
-            extra={"world": cfg.model_dump(mode="json"), "simulation_start_day": world.end_day,
-                   "start_date": world.start.isoformat()})
-        write_tables(ds, tmp)
+        ds = write_tables(build_synthetic(cfg, tmp), tmp)
     ds.root = target
     log.info("synthetic dataset written to %s (%d items, %d interactions)", target, len(ds.items),
              len(ds.interactions))

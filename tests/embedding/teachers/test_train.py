@@ -1,5 +1,5 @@
 """The teachers' training: learning, quality vs popularity, exports, determinism, train split only, the
-`recsys teachers` command, and two torchrun processes matching one."""
+`recsys teachers` command, and two launched processes matching one."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
@@ -121,10 +123,18 @@ def test_bpr_loss_trains(teacher_world, teacher_cfg):
     assert res.metrics["id/recall@10"] > res.metrics["popularity/recall@10"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _job_listen_addresses(proc: subprocess.Popen) -> set[str]:
+    """Addresses any process of the job (the launcher and its workers) listens on, polled while the run lasts."""
+    seen: set[str] = set()
+    launcher = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            for p in [launcher, *launcher.children(recursive=True)]:
+                seen |= {c.laddr.ip for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    return seen
 
 
 def test_report_holds_every_metric(trained):
@@ -153,18 +163,24 @@ def test_cli_trains_like_the_library_and_rejects_bad_input(teacher_world, teache
     assert runner.invoke(app, args[:-1] + ["all"]).exit_code == 2
 
 
-def test_torchrun_two_processes_match_one(teacher_world, trained, tmp_path):
+def test_two_launched_processes_match_one(teacher_world, trained, tmp_path):
+    """`recsys teachers --nproc 2`: the same examples per step as one process, so close metrics and the same
+    exports; no process of the job listens beyond loopback (the store, gloo's pair sockets)."""
     _, id_res, seq_res = trained
     ds_dir = tmp_path / "ds"
     write_dataset(teacher_world, ds_dir)
     out = tmp_path / "out"
-    port = str(_free_port())
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", port, "-m", "recsys.cli", "teachers", "--dataset", str(ds_dir), "--out", str(out)]
-    proc = subprocess.run(cmd + [a for s in OVERRIDES for a in ("--set", s)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    env.pop("GLOO_SOCKET_IFNAME", None)
+    env.pop("MASTER_ADDR", None)
+    cmd = [sys.executable, "-m", "recsys.cli", "teachers", "--nproc", "2", "--dataset", str(ds_dir), "--out", str(out)]
+    log = tmp_path / "launch.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd + [a for s in OVERRIDES for a in ("--set", s)], env=env, cwd=REPO,
+                                stdout=sink, stderr=subprocess.STDOUT, text=True)
+        listening = _job_listen_addresses(proc)
+    assert proc.wait(timeout=600) == 0, log.read_text()[-4000:]
+    assert "127.0.0.1" in listening and listening <= {"127.0.0.1", "::1"}, listening
     report = json.loads((out / REPORT_NAME).read_text())
     assert report["world_size"] == 2
     for kind, one in (("id", id_res), ("sequence", seq_res)):
@@ -176,3 +192,34 @@ def test_torchrun_two_processes_match_one(teacher_world, trained, tmp_path):
         items = pd.read_parquet(out / kind / ex.ITEM_EMBEDDINGS)
         np.testing.assert_array_equal(items["item_id"].to_numpy(), one.item_embeddings["item_id"].to_numpy())
         assert (items["model_version"] == two["model_version"]).all()
+
+
+def test_launched_cli_reports_errors(tmp_path):
+    """A config error stops `--nproc 2` before any worker starts; a worker's error ends the job with its status
+    (2: a user error) and message."""
+    runner = CliRunner()
+    args = ["teachers", "--nproc", "2", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]
+    res = runner.invoke(app, args + ["--set", "teachers.sasrec.layerz=3"])
+    assert res.exit_code == 2 and "layerz" in res.output
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "recsys.cli", *args], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "worker rank" in proc.stdout and "exited with status 2" in proc.stdout
+    assert proc.stdout.rstrip().endswith("not a prepared dataset (no manifest.json); run `recsys data prepare` first")
+
+
+def test_torchrun_still_launches(teacher_world, tmp_path):
+    """Smoke check of the torchrun path (env:// rendezvous, for users with a cluster launcher): one short epoch of
+    the ID teacher on two ranks."""
+    write_dataset(teacher_world, tmp_path / "ds")
+    with socket.socket() as s:                      # torchrun's static rendezvous hangs with --master-port 0
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", port, "-m", "recsys.cli", "teachers", "--dataset", str(tmp_path / "ds"), "--out",
+           str(tmp_path / "out"), "--teacher", "id", "--set", "teachers.two_tower.epochs=1"]
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((tmp_path / "out" / REPORT_NAME).read_text())["world_size"] == 2
