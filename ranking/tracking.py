@@ -247,8 +247,8 @@ def load_logged_ranker(model_uri: str, mlflow_uri: str) -> Ranker:
     MLflow's default URI would create ./mlflow.db in the cwd)."""
     import mlflow
 
-    with tracking(mlflow_uri):
-        model = mlflow.pyfunc.load_model(model_uri)
+    with tracking(mlflow_uri), tempfile.TemporaryDirectory() as tmp:  # the ranker loads fully into memory
+        model = mlflow.pyfunc.load_model(model_uri, dst_path=tmp)
     wrapped = model.unwrap_python_model()
     if not isinstance(wrapped, RankerModel):
         raise ValueError(f"{model_uri} is not a logged ranker (its python model is a {type(wrapped).__name__})")
