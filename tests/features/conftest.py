@@ -108,12 +108,25 @@ def make_history(n_items=40, d=16, users=5, per_user=30, days=10, seed=0):
     return items, ev, daily_snapshots(START, START + pd.Timedelta(days=days))
 
 
+def with_future_events(items, ev, t, n=40, seed=7):
+    """`ev` plus n liked events at or after t (the first exactly at t): none may reach a snapshot at or before t."""
+    rng = np.random.default_rng(seed)
+    future = pd.DataFrame({"user_id": rng.integers(1, 6, n).astype(np.int64),
+                           "item_id": rng.choice(items["item_id"].to_numpy(), n),
+                           "timestamp": (t + pd.to_timedelta(rng.uniform(0, 4 * 86400, n), unit="s")).as_unit("us"),
+                           "like": np.ones(n, np.float32)})
+    future.loc[0, "timestamp"] = t
+    return pd.concat([ev, future]).sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
 @pytest.fixture(scope="session")
 def fw() -> SimpleNamespace:
     """The tiny world's constants and builders: fw.START, fw.D, fw.ICFG, fw.feature_config(), fw.make_world(),
-    fw.tables(), fw.build_repo(), fw.make_history(), fw.assert_online_equals_offline(), fw.free_port()."""
+    fw.tables(), fw.build_repo(), fw.make_history(), fw.with_future_events(), fw.assert_online_equals_offline(),
+    fw.free_port()."""
     return SimpleNamespace(START=START, D=D, ICFG=ICFG, unit=unit, feature_config=feature_config,
                            make_world=make_world, tables=tables, build_repo=build_repo, make_history=make_history,
+                           with_future_events=with_future_events,
                            assert_online_equals_offline=assert_online_equals_offline, free_port=free_port)
 
 
@@ -156,3 +169,22 @@ def redis_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def world(fw):
+    """The default tiny world (items, events), one per test module."""
+    return fw.make_world()
+
+
+@pytest.fixture(scope="module")
+def repo(fw, world, tmp_path_factory):
+    """A Feast repository built, written and applied from `world` (file offline store, sqlite online store)."""
+    items, ev = world
+    return fw.build_repo(tmp_path_factory.mktemp("run"), items, ev)
+
+
+@pytest.fixture(scope="module")
+def data(fw):
+    """Items, events and daily snapshots for interest mining and statistics."""
+    return fw.make_history()

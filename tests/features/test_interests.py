@@ -14,11 +14,6 @@ from recsys.errors import DataError
 CFG = InterestConfig(prefix_dim=8, recent_n=5, k_max=3, window=50)
 
 
-@pytest.fixture(scope="module")
-def data(fw):
-    return fw.make_history()
-
-
 def test_snapshot_uses_only_events_strictly_before(fw, data):
     items, ev, snaps = data
     pos = ev.loc[ev["like"] >= 1]
@@ -57,13 +52,7 @@ def test_rows_only_when_history_changes(data):
 def test_no_leakage_from_future_events(fw, data):
     items, ev, snaps = data
     t = fw.START + pd.Timedelta(days=5)
-    rng = np.random.default_rng(7)
-    future = pd.DataFrame({"user_id": rng.integers(1, 6, 40).astype(np.int64),
-                           "item_id": rng.choice(items["item_id"].to_numpy(), 40),
-                           "timestamp": (t + pd.to_timedelta(rng.uniform(0, 4 * 86400, 40), unit="s")).as_unit("us"),
-                           "like": np.ones(40, np.float32)})
-    future.loc[0, "timestamp"] = t  # an event exactly at t must not reach the snapshot at t
-    more = pd.concat([ev, future]).sort_values("timestamp", kind="stable").reset_index(drop=True)
+    more = fw.with_future_events(items, ev, t)
     a_all = mine_interests(ev.loc[ev["like"] >= 1], items, snaps, CFG, sid_levels=3)
     b_all = mine_interests(more.loc[more["like"] >= 1], items, snaps, CFG, sid_levels=3)
     a = a_all.loc[a_all["event_timestamp"] <= t].reset_index(drop=True)

@@ -15,11 +15,6 @@ from recsys.errors import ConfigError, DataError
 USERS = [1, 3, 6, 424242]
 
 
-@pytest.fixture(scope="module")
-def world(fw):
-    return fw.make_world()
-
-
 def _cands(items) -> list[int]:
     return [*items["item_id"], 99999]
 

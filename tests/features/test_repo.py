@@ -19,17 +19,6 @@ from features.repo import FeatureRepo
 from recsys.errors import DataError
 
 
-@pytest.fixture(scope="module")
-def world(fw):
-    return fw.make_world()
-
-
-@pytest.fixture(scope="module")
-def repo(fw, world, tmp_path_factory):
-    items, ev = world
-    return fw.build_repo(tmp_path_factory.mktemp("run"), items, ev)
-
-
 def test_feature_store_yaml(tmp_path):
     FeatureRepo(tmp_path / "a", FeatureConfig()).write_config()
     text = (tmp_path / "a" / "feature_repo" / "feature_store.yaml").read_text()

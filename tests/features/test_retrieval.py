@@ -13,17 +13,6 @@ from features.repo import FeatureRepo
 from features.schema import SOURCES
 
 
-@pytest.fixture(scope="module")
-def world(fw):
-    return fw.make_world()
-
-
-@pytest.fixture(scope="module")
-def repo(fw, world, tmp_path_factory):
-    items, ev = world
-    return fw.build_repo(tmp_path_factory.mktemp("run"), items, ev)
-
-
 def brute_hist_len(ev, user, t):
     """Positives of `user` before the last daily snapshot <= t."""
     snap = t.floor("D")

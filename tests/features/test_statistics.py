@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from features.statistics import StatsConfig, entity_stats_asof, item_stats, user_stats
-
-
-@pytest.fixture(scope="module")
-def data(fw):
-    return fw.make_history()
 
 
 def test_stats_counts_and_smoothing(data):
@@ -35,13 +29,7 @@ def test_stats_counts_and_smoothing(data):
 def test_no_leakage_from_future_events(fw, data):
     items, ev, snaps = data
     t = fw.START + pd.Timedelta(days=5)
-    rng = np.random.default_rng(7)
-    future = pd.DataFrame({"user_id": rng.integers(1, 6, 40).astype(np.int64),
-                           "item_id": rng.choice(items["item_id"].to_numpy(), 40),
-                           "timestamp": (t + pd.to_timedelta(rng.uniform(0, 4 * 86400, 40), unit="s")).as_unit("us"),
-                           "like": np.ones(40, np.float32)})
-    future.loc[0, "timestamp"] = t  # an event exactly at t must not reach the snapshot at t
-    more = pd.concat([ev, future]).sort_values("timestamp", kind="stable").reset_index(drop=True)
+    more = fw.with_future_events(items, ev, t)
     for fn, count in ((item_stats, "item_impressions"), (user_stats, "user_impressions")):
         a_all, b_all = fn(ev, ev["like"] >= 1, snaps), fn(more, more["like"] >= 1, snaps)
         a = a_all.loc[a_all["event_timestamp"] <= t].reset_index(drop=True)
