@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic import Field as PField
 
 from features import match_features as mf
-from features.schema import sid_columns
+from features.schema import ROW_TIME, sid_columns
 
 SERVICE_BY_VARIANT = {"baseline": "ranking_baseline_v1", "match": "ranking_match_v1",
                       "match_sid": "ranking_match_sid_v1"}
@@ -54,7 +54,9 @@ class FeatureConfig(BaseModel):
     embedding_dim: int = PField(256, ge=1, description="declared item-embedding dimension D (checked on write)")
     sid_levels: int = PField(3, ge=1, description="semantic-ID levels L: an item has sid_0..sid_{L-1}")
     prefix_dim: int = PField(64, ge=1, description="Matryoshka prefix length P of interest clusters and recent_prefix")
-    offline_store: Literal["file", "spark"] = "file"
+    offline_store: Literal["duckdb", "file", "spark"] = PField(
+        "duckdb", description="Feast offline store: duckdb (default: point-in-time joins in DuckDB), file (dask) or "
+                              "spark (spark_master)")
     spark_master: str = "local[2]"
     online_store: Literal["sqlite", "redis"] = PField(
         "sqlite", description="sqlite (embedded default) or redis (production; needs feast[redis] and a server)")
@@ -134,6 +136,8 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
             Field(name="recent_prefix", dtype=Array(Float32),
                   description=f"their unit {cfg.prefix_dim}-d prefixes, N x {cfg.prefix_dim}"),
             Field(name="recent_sids", dtype=Array(Int64), description=f"their semantic IDs, N x {cfg.sid_levels}"),
+            Field(name=ROW_TIME, dtype=Int64, description="the snapshot's own time, microseconds since the epoch "
+                                                           "(retrieval reads the lists of the row Feast picks by it)"),
         ],
         online=True,
         source=source("user_interests"),

@@ -31,14 +31,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from feast import FeatureView
 
 from features.definitions import FULL_SERVICE, FeatureConfig, build_definitions
+from features.online_write import write_window
 from features.retrieval import historical_features
-from features.schema import REQUIRED_COLUMNS, SOURCES, check_sid_columns
-from features.serving import rank_frame
+from features.schema import REQUIRED_COLUMNS, ROW_TIME, ROW_TIME_SOURCES, SOURCES, check_sid_columns
+from features.serving import OnlineReader
 from recsys.errors import ConfigError, DataError
 from recsys.io import atomic_file, write_json, write_text
 
+SOURCE_ROW_GROUP = 4096
+"""Rows per parquet row group of a source: materialization reads only the groups that hold a view's latest rows."""
 SHAPE_KEYS = ("embedding_dim", "sid_levels", "prefix_dim")
 """FeatureConfig fields that fix the registered schema (tagged on the views; a run directory keeps them)."""
 
@@ -62,6 +66,7 @@ _ONLINE_REDIS = """\
     type: redis
     connection_string: "{connection}\""""
 _OFFLINE_FILE = "    type: file"
+_OFFLINE_DUCKDB = "    type: duckdb"
 _OFFLINE_SPARK = """\
     type: spark
     spark_conf:
@@ -79,7 +84,7 @@ from features.schema import SOURCES
 _here = Path(__file__).resolve().parent
 _cfg = FeatureConfig.model_validate_json((_here / "feature_config.json").read_text())
 _paths = {s: Path("data") / f"{s}.parquet" for s in SOURCES}  # relative: Feast resolves them against this directory
-if _cfg.offline_store == "spark":  # Spark reads relative paths against its working directory
+if _cfg.offline_store in ("spark", "duckdb"):  # they read relative paths against the working directory
     _paths = {s: _here / p for s, p in _paths.items()}
 for _obj in build_definitions(_paths, _cfg):
     globals()[_obj.name] = _obj
@@ -136,6 +141,7 @@ class FeatureRepo:
         require_online_client(cfg)
         self.cfg = cfg
         self._store = None
+        self._readers: dict[str, OnlineReader] = {}
 
     def _persisted_config(self) -> FeatureConfig | None:
         path = self.repo_dir / "feature_config.json"
@@ -156,8 +162,8 @@ class FeatureRepo:
             if d.exists() and not d.is_dir():
                 raise DataError(f"{d} is a file, not a directory; pass a run directory")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        offline = (_OFFLINE_SPARK.format(master=self.cfg.spark_master) if self.cfg.offline_store == "spark"
-                   else _OFFLINE_FILE)
+        offline = {"spark": _OFFLINE_SPARK.format(master=self.cfg.spark_master), "duckdb": _OFFLINE_DUCKDB,
+                   "file": _OFFLINE_FILE}[self.cfg.offline_store]
         online = (_ONLINE_REDIS.format(connection=self.cfg.redis_connection) if self.cfg.online_store == "redis"
                   else _ONLINE_SQLITE)
         write_text(self.repo_dir / "feature_store.yaml",
@@ -165,6 +171,7 @@ class FeatureRepo:
         write_text(self.repo_dir / "feature_config.json", self.cfg.model_dump_json(indent=2))
         write_text(self.repo_dir / "repo_definitions.py", _DEFINITIONS_STUB)
         self._store = None
+        self._readers = {}
 
     def registered_shape(self) -> dict[str, int]:
         """The SHAPE_KEYS recorded in the registry's view tags ({} before the first apply)."""
@@ -241,10 +248,13 @@ class FeatureRepo:
                 self.check_interest_widths(df, file)
             df = df.copy()
             df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).dt.as_unit("us")
+            if name in ROW_TIME_SOURCES:
+                df[ROW_TIME] = df["event_timestamp"].astype(np.int64)  # microseconds: the unit is set just above
             table = pa.Table.from_pandas(df, preserve_index=False)
             path = self.paths()[name]
             with atomic_file(path) as tmp:
-                pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True)
+                pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True,
+                               row_group_size=SOURCE_ROW_GROUP)
             written[name] = path
         return written
 
@@ -262,7 +272,7 @@ class FeatureRepo:
     def source_paths(self) -> dict[str, Path]:
         """The sources' paths as registered: relative to the repository (Feast resolves them against it), absolute
         for Spark (which resolves them against its working directory)."""
-        if self.cfg.offline_store == "spark":
+        if self.cfg.offline_store in ("spark", "duckdb"):
             return {s: p.resolve() for s, p in self.paths().items()}
         return {s: p.relative_to(self.repo_dir) for s, p in self.paths().items()}
 
@@ -280,6 +290,7 @@ class FeatureRepo:
                 return
             if registered != str(path):
                 self.store.apply(self.definitions())
+                self._readers = {}
                 return
 
     def definitions(self) -> list:
@@ -290,7 +301,16 @@ class FeatureRepo:
         missing = [str(p) for p in self.paths().values() if not p.is_file()]
         if missing:
             raise DataError(f"feature sources not written yet: {missing}; call FeatureRepo.write first")
+        for view in self.definitions():
+            if isinstance(view, FeatureView):
+                have = set(pq.read_schema(self.paths()[view.name]).names)
+                lacking = [f.name for f in view.features if f.name not in have]
+                if lacking:
+                    raise DataError(f"the source lacks the declared columns {lacking} (written by an older "
+                                    "version?): rewrite the sources (rerun the features stage)",
+                                    file=str(self.paths()[view.name]))
         self.store.apply(self.definitions())
+        self._readers = {}
 
     # ------------------------------------------------------------------ online store
     def online_identity(self) -> dict[str, str]:
@@ -330,7 +350,8 @@ class FeatureRepo:
                               f"server ({e})") from None
 
     def materialize(self, end_date) -> dict:
-        """Load each view's rows up to end_date into the online store; returns new rows per view, seconds, rows/s.
+        """Load each view's rows up to end_date into the online store (the latest row per entity, written through
+        Feast's online store: features.online_write); returns new rows per view, entities written, seconds, rows/s.
 
         Incremental and idempotent: a view continues from the end it was materialized up to (running twice with
         the same end writes nothing new; rows are never dropped from the online store). It starts from its first
@@ -341,42 +362,55 @@ class FeatureRepo:
         end = _utc(end_date)
         self.check_online_store()
         self.reanchor_sources()
-        done = self.materialized()
-        rows, views = {}, {}
         t0 = time.perf_counter()
-        for name, path in self.paths().items():
-            digest = _digest(path)
-            prev = done.get(name)
-            start = _utc(prev["end"]) if prev and prev["source"] == digest else None
-            ts = pd.to_datetime(pd.read_parquet(path, columns=["event_timestamp"])["event_timestamp"], utc=True)
-            mask = ts <= end
-            if start is not None:
-                mask &= ts > start  # Feast's window includes `start`: those rows are rewritten, not new
-            rows[name] = int(mask.sum())
-            first = ts.min() if start is None and len(ts) else start
-            if first is not None and (first < end or start is None and first == end):
-                self.store.materialize(start_date=first.to_pydatetime(), end_date=end.to_pydatetime(),
-                                       feature_views=[name])
-            views[name] = {"end": (end if start is None else max(end, start)).isoformat(), "source": digest}
+        per_view = {name: self._materialize_view(name, end) for name in self.paths()}
         secs = time.perf_counter() - t0
-        write_json(self.data_dir / "materialized.json", {"online": self.online_identity(), "views": views})
+        rows = {name: r["rows"] for name, r in per_view.items()}
         total = sum(rows.values())
-        return {"rows": rows, "total_rows": total, "seconds": secs, "rows_per_s": total / max(secs, 1e-9)}
+        return {"rows": rows, "written": {name: r["written"] for name, r in per_view.items()}, "total_rows": total,
+                "seconds": secs, "rows_per_s": total / max(secs, 1e-9)}
+
+    def materialize_view(self, name: str, end_date) -> dict:
+        """materialize() of one view: {"rows": new source rows in its window, "written": entities written}."""
+        if name not in self.paths():
+            raise DataError(f"unknown feature view '{name}'; this repository has {list(self.paths())}")
+        self.check_online_store()
+        self.reanchor_sources()
+        return self._materialize_view(name, _utc(end_date))
+
+    def _materialize_view(self, name: str, end: pd.Timestamp) -> dict:
+        path = self.paths()[name]
+        done = self.materialized()
+        digest = _digest(path)
+        prev = done.get(name)
+        start = _utc(prev["end"]) if prev and prev["source"] == digest else None
+        rows = written = 0
+        if start is None or start < end:
+            written, rows = write_window(self.store, name, path, start, end)
+        done[name] = {"end": (end if start is None else max(end, start)).isoformat(), "source": digest}
+        write_json(self.data_dir / "materialized.json", {"online": self.online_identity(), "views": done})
+        return {"rows": rows, "written": written}
 
     # ------------------------------------------------------------------ retrieval
     def historical(self, entity_df: pd.DataFrame, service_name: str = FULL_SERVICE, chunk_rows: int = 20_000,
-                   engine: Literal["feast", "asof"] = "feast", reduce_times: bool = True) -> pd.DataFrame:
+                   engine: Literal["feast", "asof"] = "feast", reduce_times: bool | None = None) -> pd.DataFrame:
         """Point-in-time features for entity_df[user_id, item_id, event_timestamp] (+ passthrough columns), in
         the input order; see features.retrieval.historical_features."""
         self.reanchor_sources()
         return historical_features(self.store, self.paths(), entity_df, service_name, chunk_rows=chunk_rows,
                                    engine=engine, reduce_times=reduce_times)
 
-    def online(self, user_id: int, candidate_ids: Sequence[int], service_name: str = FULL_SERVICE) -> pd.DataFrame:
-        """One user's candidates from the online store (features.serving.rank_frame), refused while the online
-        store holds nothing of this repository (it would serve defaults for every id)."""
+    def reader(self, service_name: str = FULL_SERVICE) -> OnlineReader:
+        """The online reader of one service, built once per repository object (a serving process keeps the repo):
+        refused while the online store holds nothing of this repository (it would serve defaults for every id)."""
         if not self.materialized():
             raise DataError(f"the {self.cfg.online_store} online store holds nothing of the feature repository at "
                             f"{self.run_dir} (project {self.cfg.project}); run `recsys features materialize`")
-        self.check_online_store()
-        return rank_frame(self.store, user_id, candidate_ids, service_name)
+        if service_name not in self._readers:
+            self.check_online_store()
+            self._readers[service_name] = OnlineReader(self.store, service_name)
+        return self._readers[service_name]
+
+    def online(self, user_id: int, candidate_ids: Sequence[int], service_name: str = FULL_SERVICE) -> pd.DataFrame:
+        """One user's candidates from the online store (features.serving.OnlineReader.rank_frame)."""
+        return self.reader(service_name).rank_frame(user_id, candidate_ids)

@@ -23,20 +23,23 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore
 
+from features.schema import ROW_TIME
 from features.serving import feature_service, finalize, service_layout
 from recsys.errors import DataError
 
 
 def historical_features(store: FeatureStore, paths: Mapping[str, Path], entity_df: pd.DataFrame, service: str,
                         chunk_rows: int = 20_000, engine: Literal["feast", "asof"] = "feast",
-                        reduce_times: bool = True) -> pd.DataFrame:
+                        reduce_times: bool | None = None) -> pd.DataFrame:
     """Point-in-time features of `service` for entity_df[user_id, item_id, event_timestamp] (+ passthrough columns).
 
     paths: the parquet source of each feature view (FeatureRepo.paths()). Rows come back in the input order (and
     index) with the documented defaults and unknown_user/unknown_item flags. Each example at t sees only feature
     rows with event_timestamp <= t (snapshots built from events < t).
 
-    reduce_times (engine="feast"): every source but item_embedding is written on a daily 00:00 UTC grid, so most
+    reduce_times (engine="feast"; None: only on Feast's file store, whose dask join costs grow with the entity
+    rows, while DuckDB and Spark answer all rows faster than the reduction costs): every source but item_embedding
+    is written on a daily 00:00 UTC grid, so most
     example times can be moved back to their day's 00:00 without changing the as-of row; `query_times` does that
     per row where it is provably exact, and Feast still performs the point-in-time join on the reduced entity
     rows. reduce_times=False queries every distinct (key, example time) (tested equal).
@@ -47,6 +50,8 @@ def historical_features(store: FeatureStore, paths: Mapping[str, Path], entity_d
         if c not in entity_df.columns:
             raise DataError(f"entity_df needs column '{c}'", column=c)
     fs_service = feature_service(store, service)
+    if reduce_times is None:
+        reduce_times = store.config.offline_store.type == "file"
     out = entity_df.reset_index(drop=True).copy()
     out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True).dt.as_unit("us")
 
@@ -73,19 +78,23 @@ def historical_features(store: FeatureStore, paths: Mapping[str, Path], entity_d
             keys["__query_ts__"] = query_times(store, paths[view], view, key, keys)
             query = (keys[[key, "__query_ts__"]].drop_duplicates()
                      .rename(columns={"__query_ts__": "event_timestamp"}).reset_index(drop=True))
-            got = _feast_view(store, view, key, feats, query).rename(columns={"event_timestamp": "__query_ts__"})
-            got = keys.merge(got, on=[key, "__query_ts__"], how="left", validate="many_to_one")
-            got = got.drop(columns="__query_ts__")
+            got = _feast_view(store, paths[view], view, key, feats, query)
+            got = keys.merge(got.rename(columns={"event_timestamp": "__query_ts__"}), on=[key, "__query_ts__"],
+                             how="left", validate="many_to_one").drop(columns="__query_ts__")
         else:
-            got = _feast_view(store, view, key, feats, keys)
+            got = _feast_view(store, paths[view], view, key, feats, keys)
         out = out.merge(got, on=[key, "event_timestamp"], how="left", validate="many_to_one")
 
     for odfv, names in odfvs:
         inputs = [f.name for src in odfv.source_feature_view_projections.values() for f in src.features]
         parts = []
         for lo in range(0, len(out), chunk_rows):
-            chunk = pa.Table.from_pandas(out.iloc[lo:lo + chunk_rows][inputs], preserve_index=False)
-            parts.append(odfv.transform_arrow(chunk, full_feature_names=False).to_pandas()[names])
+            chunk = out.iloc[lo:lo + chunk_rows][inputs].reset_index(drop=True)
+            if odfv.mode == "pandas":  # the registered function itself, without the arrow round trip of lists
+                parts.append(odfv.feature_transformation.transform(chunk)[names])
+            else:
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                parts.append(odfv.transform_arrow(table, full_feature_names=False).to_pandas()[names])
         res = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
         out[names] = res[names].to_numpy(np.float64) if len(res) else np.empty((0, len(names)))
 
@@ -96,12 +105,28 @@ def historical_features(store: FeatureStore, paths: Mapping[str, Path], entity_d
     return out
 
 
-def _feast_view(store: FeatureStore, view: str, key: str, feats: list[str], keys: pd.DataFrame) -> pd.DataFrame:
-    """One view's `get_historical_features` on distinct (key, event_timestamp) rows; one row per pair."""
-    got = store.get_historical_features(entity_df=keys, features=[f"{view}:{f}" for f in feats]).to_df()
+def _feast_view(store: FeatureStore, path: Path, view: str, key: str, feats: list[str], keys: pd.DataFrame
+                ) -> pd.DataFrame:
+    """One view's `get_historical_features` on distinct (key, event_timestamp) rows; one row per pair.
+
+    For a view that declares ROW_TIME, Feast is asked for the scalar features and ROW_TIME only, and the list
+    features of the row it picked are read from the source by (key, ROW_TIME): the same rows, without moving the
+    lists through the offline store's join (most of its time)."""
+    fv = store.get_feature_view(view)
+    lists = [f.name for f in fv.features if f.name in feats and str(f.dtype).startswith("Array")]
+    by_reference = ROW_TIME in {f.name for f in fv.features} and bool(lists)
+    ask = [f for f in feats if f not in lists] + [ROW_TIME] if by_reference else feats
+    got = store.get_historical_features(entity_df=keys, features=[f"{view}:{f}" for f in dict.fromkeys(ask)]).to_df()
     # spark returns tz-naive UTC timestamps, the file store tz-aware ones
     got["event_timestamp"] = pd.to_datetime(got["event_timestamp"], utc=True).dt.as_unit("us")
-    return got[[key, "event_timestamp", *feats]].drop_duplicates([key, "event_timestamp"])
+    got = got[[key, "event_timestamp", *dict.fromkeys(ask)]].drop_duplicates([key, "event_timestamp"])
+    if by_reference:
+        rows = pd.read_parquet(path, columns=[key, ROW_TIME, *lists]).drop_duplicates([key, ROW_TIME], keep="last")
+        rows[ROW_TIME] = rows[ROW_TIME].astype("Int64")
+        got[ROW_TIME] = pd.to_numeric(got[ROW_TIME]).astype("Int64")
+        got = got.merge(rows, on=[key, ROW_TIME], how="left", validate="many_to_one")
+        got = got[[key, "event_timestamp", *feats]]
+    return got
 
 
 def query_times(store: FeatureStore, path: Path, view: str, key: str, keys: pd.DataFrame) -> pd.Series:

@@ -27,6 +27,12 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 """Columns every source table must have besides its semantic IDs (item_embedding also has `sid_columns(L)`)."""
 
+ROW_TIME = "row_time"
+"""A row's own event_timestamp as int64 microseconds, added by FeatureRepo.write to the ROW_TIME_SOURCES: point-in-time
+retrieval asks Feast which row applies (this column) and reads that row's list columns from the source by it."""
+ROW_TIME_SOURCES = ("user_interests",)
+"""The sources whose list columns are too heavy to move through the offline store's join."""
+
 _SID_COLUMN = re.compile(r"sid_(\d+)")
 
 

@@ -66,8 +66,9 @@ class TeachersSection(TeacherConfig):
 class FeaturesSection(_Section):
     """The Feast repository generated under <run_dir>/feature_repo."""
 
-    offline_store: Literal["file", "spark"] = Field(
-        "file", description="file (parquet via dask) or spark (local[2] session; point spark_master at a cluster)")
+    offline_store: Literal["duckdb", "file", "spark"] = Field(
+        "duckdb", description="duckdb (point-in-time joins in DuckDB over the parquet sources), file (parquet via "
+                              "dask: slower) or spark (local[2] session; point spark_master at a cluster)")
     spark_master: str = "local[2]"
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"

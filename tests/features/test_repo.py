@@ -22,7 +22,7 @@ from recsys.errors import DataError
 def test_feature_store_yaml(tmp_path):
     FeatureRepo(tmp_path / "a", FeatureConfig()).write_config()
     text = (tmp_path / "a" / "feature_repo" / "feature_store.yaml").read_text()
-    assert "type: file" in text and "type: sqlite" in text and "registry: data/registry.db" in text
+    assert "type: duckdb" in text and "type: sqlite" in text and "registry: data/registry.db" in text
     FeatureRepo(tmp_path / "b", FeatureConfig(offline_store="spark")).write_config()
     text = (tmp_path / "b" / "feature_repo" / "feature_store.yaml").read_text()
     assert "type: spark" in text and 'spark.master: "local[2]"' in text
@@ -140,7 +140,7 @@ def test_registry_with_absolute_source_paths_is_reanchored(fw, world, tmp_path):
     """A registry naming another directory's sources (absolute paths, as older repositories wrote them) is
     re-registered with this directory's: retrieval never reads another run's data."""
     items, ev = world
-    repo = fw.build_repo(tmp_path / "run", items, ev)
+    repo = fw.build_repo(tmp_path / "run", items, ev, offline_store="file")  # the store that registers relative paths
     repo.store.apply(build_definitions({s: p.resolve() for s, p in repo.paths().items()}, repo.cfg))
     shutil.move(tmp_path / "run", tmp_path / "moved")
     moved = FeatureRepo(tmp_path / "moved")

@@ -136,12 +136,12 @@ def test_reduced_feast_queries_equal_exact_path(fw, offgrid_repo, monkeypatch):
     sizes = []
     orig = retrieval._feast_view
 
-    def counting(store, view, key, feats, keys):
+    def counting(store, path, view, key, feats, keys):
         sizes.append((view, len(keys)))
-        return orig(store, view, key, feats, keys)
+        return orig(store, path, view, key, feats, keys)
 
     monkeypatch.setattr(retrieval, "_feast_view", counting)
-    fast = repo.historical(edf, FULL_SERVICE)
+    fast = repo.historical(edf, FULL_SERVICE, reduce_times=True)  # the default on the file store only
     n_fast = dict(sizes)
     sizes.clear()
     exact = repo.historical(edf, FULL_SERVICE, reduce_times=False)

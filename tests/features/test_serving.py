@@ -90,3 +90,23 @@ def test_historical_refuses_an_unknown_service(fw, repo):
     edf = pd.DataFrame({"user_id": [1], "item_id": [100], "event_timestamp": [fw.START]})
     with pytest.raises(DataError, match="unknown FeatureService 'nope'"):
         repo.historical(edf, "nope")
+
+
+@pytest.mark.parametrize("service", list(SERVICE_BY_VARIANT.values()))
+def test_reader_is_bit_identical_to_feast_get_online_features(repo, service):
+    """The fast reader against Feast's own online path (every user and item view, the on-demand views, finalize),
+    for known and unknown users, known and unknown candidates, in the request's order."""
+    from features.serving import OnlineReader, feature_service, finalize
+
+    reader = OnlineReader(repo.store, service)
+    cands = [141, 100, 555555, 103, 138, 100, 120]
+    for user in (1, 2, 6, 424242):
+        fast = reader.rank_frame(user, cands)
+        rows = [{"user_id": user, "item_id": c} for c in cands]
+        feast = repo.store.get_online_features(features=feature_service(repo.store, service),
+                                               entity_rows=rows).to_df()
+        feast["user_id"], feast["item_id"] = np.int64(user), np.asarray(cands, np.int64)
+        feast = finalize(feast, service_layout(repo.store, service))
+        feast = feast[["user_id", "item_id"] + [c for c in feast.columns if c not in ("user_id", "item_id")]]
+        pd.testing.assert_frame_equal(fast, feast, check_exact=True)
+        assert not fast.drop(columns=["unknown_user", "unknown_item"]).isna().all().any() or user == 424242

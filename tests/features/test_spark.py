@@ -17,7 +17,7 @@ pytestmark = pytest.mark.spark
 @pytest.fixture(scope="module")
 def repos(fw, tmp_path_factory):
     items, ev = fw.make_world(seed=5)
-    file_repo = fw.build_repo(tmp_path_factory.mktemp("file"), items, ev)
+    file_repo = fw.build_repo(tmp_path_factory.mktemp("file"), items, ev, offline_store="file")
     spark_repo = fw.build_repo(tmp_path_factory.mktemp("spark"), items, ev, offline_store="spark")
     yield file_repo, spark_repo
     from pyspark.sql import SparkSession

@@ -1,0 +1,85 @@
+"""Materialization of one feature view: its latest row per entity in a time window, written to the online store.
+
+Why not `FeatureStore.materialize`: with the file offline store Feast reads the window through dask, which
+tokenizes (pickles) every list column on the way: most of the time of materializing the interest profiles went there.
+Here the window is read from the view's parquet source with pyarrow, reduced to the latest row per entity (what
+Feast's online store keeps), converted by Feast's own `_convert_arrow_to_proto` and written by the online store's
+own `online_write_batch` (sqlite or Redis); the interval is then recorded in the registry as Feast's materialize
+does, so `feast materialize-incremental` continues from it. The online store cannot tell the two paths apart
+(tests/features/test_repo.py reads both back).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from feast import FeatureStore, FeatureView
+from feast.utils import _convert_arrow_to_proto
+
+
+def latest_rows(path: Path, view: FeatureView, start: pd.Timestamp | None, end: pd.Timestamp
+                ) -> tuple[pa.Table, int]:
+    """The view's source rows with start < event_timestamp <= end (no lower bound when start is None), latest per
+    entity (ties: the later row of the file), in file order; and the number of source rows in the window.
+
+    Only the key and timestamp columns are read whole; the feature columns are read from the row groups that hold
+    a selected row (features.repo writes sources in row groups of SOURCE_ROW_GROUP rows)."""
+    key = view.join_keys[0]
+    ts_field = view.batch_source.timestamp_field
+    source = pq.ParquetFile(path)
+    index = source.read(columns=[key, ts_field])
+    keys = index[key].to_numpy()
+    times = _micros(index[ts_field])
+    window = times <= _micros_of(end)
+    if start is not None:
+        window &= times > _micros_of(start)
+    rows = np.flatnonzero(window)
+    order = rows[np.lexsort((rows, times[rows], keys[rows]))]
+    latest = np.sort(order[np.r_[keys[order][1:] != keys[order][:-1], True]]) if len(order) else order
+    columns = [key, ts_field, *(f.name for f in view.features)]
+    group_end = np.cumsum([source.metadata.row_group(g).num_rows for g in range(source.num_row_groups)])
+    groups = np.unique(np.searchsorted(group_end, latest, side="right"))
+    if len(groups) == 0:
+        return source.schema_arrow.empty_table().select(columns), 0
+    table = source.read_row_groups(groups.tolist(), columns=columns)
+    group_start = group_end - np.array([source.metadata.row_group(g).num_rows for g in range(source.num_row_groups)])
+    offset = np.cumsum(np.r_[0, (group_end - group_start)[groups][:-1]])  # where each read group starts in `table`
+    slot = np.searchsorted(groups, np.searchsorted(group_end, latest, side="right"))
+    positions = offset[slot] + latest - group_start[groups][slot]
+    return table.take(pa.array(positions)).combine_chunks(), len(rows)
+
+
+def _micros(column: pa.ChunkedArray) -> np.ndarray:
+    return pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy()
+
+
+def _micros_of(ts: pd.Timestamp) -> int:
+    return int(ts.tz_convert("UTC").value // 1000)  # .value is in nanoseconds whatever the unit
+
+
+def write_window(store: FeatureStore, view_name: str, path: Path, start: pd.Timestamp | None, end: pd.Timestamp,
+                 batch_rows: int = 10_000) -> tuple[int, int]:
+    """Write the view's latest rows of the window (latest_rows) to the online store; returns (entities written,
+    source rows in the window)."""
+    view = store.get_feature_view(view_name)
+    table, in_window = latest_rows(path, view, start, end)
+    provider = store._get_provider()
+    join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        provider.online_write_batch(config=store.config, table=view,
+                                    data=_convert_arrow_to_proto(batch, view, join_keys), progress=None)
+    first = start if start is not None else _min_time(table, view)
+    if first is not None:
+        store.registry.apply_materialization(view, store.project, first.to_pydatetime(), end.to_pydatetime())
+    return table.num_rows, in_window
+
+
+def _min_time(table: pa.Table, view: FeatureView) -> pd.Timestamp | None:
+    if table.num_rows == 0:
+        return None
+    return pd.Timestamp(pc.min(table[view.batch_source.timestamp_field]).as_py()).tz_convert("UTC")
