@@ -48,8 +48,13 @@ test: lint
 test-fast: install
 	$(PY) -m pytest tests -m "not slow"
 
+# every benchmark of the targets in BENCHMARKS.md, one after another (never in parallel: they time the cores), each
+# replacing its own section of BENCHMARKS.md; about 15 minutes on 2 cores
 bench: install
-	$(PY) benchmarks/encode_throughput.py
+	$(PY) benchmarks/features_bench.py --write
+	$(PY) benchmarks/threads_bench.py --write
+	$(PY) benchmarks/fusion_inference.py --write
+	$(PY) benchmarks/encoder_runtime.py --write
 
 ui: install
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(RUN_DIR)/mlflow.db

@@ -175,6 +175,60 @@ def online_rows(repo: FeatureRepo, users: int, n_items: int, calls: int) -> list
     return rows
 
 
+def http_rows(repo: FeatureRepo, users: int, n_items: int, calls: int) -> list[dict]:
+    """`recsys features http` in its own process, asked over one keep-alive loopback connection, against the same
+    requests answered in this process."""
+    import http.client
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "recsys.cli", "features", "http", "-r", str(repo.run_dir),
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("GET", "/health")
+                conn.getresponse().read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the HTTP server did not start") from None
+                time.sleep(0.3)
+        rng = np.random.default_rng(2)
+        service = FULL_SERVICE
+        requests = [(int(rng.integers(0, users)), rng.choice(n_items, 100, replace=False).tolist())
+                    for _ in range(calls)]
+        over_http, in_process = [], []
+        for user, cands in requests[:5] + requests:  # 5 warm-up requests
+            body = json.dumps({"user_id": user, "candidates": cands, "service": service})
+            t = time.perf_counter()
+            conn.request("POST", "/rank-features", body=body, headers={"Content-Type": "application/json"})
+            answer = conn.getresponse()
+            rows = json.loads(answer.read())["rows"]
+            over_http.append((time.perf_counter() - t) * 1e3)
+            assert answer.status == 200 and len(rows) == len(cands)
+        for user, cands in requests[:5] + requests:
+            t = time.perf_counter()
+            repo.online(user, cands, service)
+            in_process.append((time.perf_counter() - t) * 1e3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    p50, p99 = percentiles(over_http[5:])
+    r50, r99 = percentiles(in_process[5:])
+    return [{"path": f"online over HTTP (`recsys features http`), 1 user x 100, `{service}`",
+             "project": f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", "reference": f"p50 {r50:.2f} ms, p99 {r99:.2f} ms "
+             "(the same reader in process)", "ratio": ratio(p99, r99),
+             "note": "JSON both ways, one keep-alive loopback connection"}]
+
+
 # ------------------------------------------------------------------------------------ materialization reference
 def materialize_rows(repo: FeatureRepo, end: pd.Timestamp) -> list[dict]:
     from feast.infra.key_encoding_utils import serialize_entity_key
@@ -288,6 +342,7 @@ def main() -> None:
     end = start + pd.Timedelta(days=args.days)
     rows = materialize_rows(repo, end)
     rows += online_rows(repo, args.users, len(items), args.calls)
+    rows += http_rows(repo, args.users, len(items), args.calls)
     rows += retrieval_rows(repo, ev, args.hist_rows)
     lines = [f"Measured with `benchmarks/features_bench.py` ({args.users} users, {args.days} days, "
              f"{int(pos.sum())} positives, {len(items)} items, D={args.dim}, L={args.sid_levels}, P={args.prefix_dim}; "

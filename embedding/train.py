@@ -51,7 +51,7 @@ from recsys.checkpoint import load_checkpoint, save_checkpoint
 from recsys.data.dataset import Dataset
 from recsys.errors import ConfigError, DataError
 from recsys.io import atomic_directory, write_json
-from recsys.runtime import deterministic_kernels, resolve_device, seeded, torch_threads
+from recsys.runtime import cpu_threads, deterministic_kernels, resolve_device, seeded
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: 
         raise DataError("no training pairs: every pair builder came back empty (check the positive rule, the "
                         "split and embedding.train.pairs.i2i_window / i2i_max_gap_hours)")
     dev = resolve_device(device)
-    with torch_threads(cfg.num_threads), seeded(cfg.seed), deterministic_kernels():
+    with cpu_threads(cfg.num_threads), seeded(cfg.seed), deterministic_kernels():
         return _train(encoded, pair_sets, texts, text_index, cfg, out_dir, dev, on_step)
 
 

@@ -61,6 +61,8 @@ class FeatureConfig(BaseModel):
     online_store: Literal["sqlite", "redis"] = PField(
         "sqlite", description="sqlite (embedded default) or redis (production; needs feast[redis] and a server)")
     redis_connection: str = PField("127.0.0.1:6379", description="Feast redis connection_string")
+    num_threads: int | None = PField(1, ge=1, description="DuckDB threads of point-in-time retrieval (None = every "
+                                                          "usable core; recsys.runtime.resolve_threads)")
 
     @model_validator(mode="after")
     def _prefix_within_embedding(self) -> FeatureConfig:

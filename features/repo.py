@@ -11,7 +11,8 @@ Layout (everything under the run directory, every path in it relative, so the di
         data/<source>.parquet   item_embedding, user_interests, item_stats, user_stats (microsecond timestamps)
         data/registry.db, data/online_store.db
         data/materialized.json  what the online store holds: its identity (project, store, connection) and, per view,
-                                the end materialized up to and the digest of the source it came from
+                                the end materialized up to and the digest of the source it came from (recomputed
+                                only when the file's size, mtime or inode changed)
 
 `FeatureRepo(run_dir)` opens an existing repository and never creates one; `FeatureRepo(run_dir, cfg)` creates or
 updates it (the writer, the features stage).
@@ -40,6 +41,7 @@ from features.schema import REQUIRED_COLUMNS, ROW_TIME, ROW_TIME_SOURCES, SOURCE
 from features.serving import OnlineReader
 from recsys.errors import ConfigError, DataError
 from recsys.io import atomic_file, write_json, write_text
+from recsys.runtime import resolve_threads
 
 SOURCE_ROW_GROUP = 4096
 """Rows per parquet row group of a source: materialization reads only the groups that hold a view's latest rows."""
@@ -104,6 +106,20 @@ def _utc(ts) -> pd.Timestamp:
 def _digest(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _stat_key(path: Path) -> list[int]:
+    """Size, modification time and inode: a source rewritten by FeatureRepo.write (a rename) changes them all."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _limit_duckdb_threads(num_threads: int | None) -> None:
+    """Feast's DuckDB store queries through ibis's default DuckDB connection (one per process): give it the
+    configured threads instead of every core."""
+    import ibis
+
+    ibis.get_backend().raw_sql(f"SET threads TO {resolve_threads(num_threads)}")
 
 
 def require_online_client(cfg: FeatureConfig) -> None:
@@ -248,6 +264,8 @@ class FeatureRepo:
                 self.check_interest_widths(df, file)
             df = df.copy()
             df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).dt.as_unit("us")
+            # time order: the latest rows of every entity share the last row groups (features.online_write)
+            df = df.sort_values("event_timestamp", kind="stable", ignore_index=True)
             if name in ROW_TIME_SOURCES:
                 df[ROW_TIME] = df["event_timestamp"].astype(np.int64)  # microseconds: the unit is set just above
             table = pa.Table.from_pandas(df, preserve_index=False)
@@ -267,6 +285,8 @@ class FeatureRepo:
             if not (self.repo_dir / "feature_store.yaml").is_file():
                 raise no_repository(self.run_dir, " (feature_store.yaml is missing)")
             self._store = FeatureStore(repo_path=str(self.repo_dir))
+            if self.cfg.offline_store == "duckdb":
+                _limit_duckdb_threads(self.cfg.num_threads)
         return self._store
 
     def source_paths(self) -> dict[str, Path]:
@@ -381,13 +401,16 @@ class FeatureRepo:
     def _materialize_view(self, name: str, end: pd.Timestamp) -> dict:
         path = self.paths()[name]
         done = self.materialized()
-        digest = _digest(path)
         prev = done.get(name)
+        stat = _stat_key(path)
+        # the content digest decides; it is recomputed only when the file's stat changed (a copied or touched
+        # directory hashes again and finds the same digest)
+        digest = prev["source"] if prev and prev.get("stat") == stat else _digest(path)
         start = _utc(prev["end"]) if prev and prev["source"] == digest else None
         rows = written = 0
         if start is None or start < end:
             written, rows = write_window(self.store, name, path, start, end)
-        done[name] = {"end": (end if start is None else max(end, start)).isoformat(), "source": digest}
+        done[name] = {"end": (end if start is None else max(end, start)).isoformat(), "source": digest, "stat": stat}
         write_json(self.data_dir / "materialized.json", {"online": self.online_identity(), "views": done})
         return {"rows": rows, "written": written}
 

@@ -42,7 +42,7 @@ from ranking.importance import IMPORTANCE_NAME, permutation_auc_drop
 from ranking.metrics import auc, logloss
 from recsys.errors import DataError
 from recsys.io import atomic_directory
-from recsys.runtime import deterministic_kernels, resolve_device, seeded, torch_threads
+from recsys.runtime import cpu_threads, deterministic_kernels, resolve_device, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class DLRMRanker:
         y = self._check_inputs(frame, features, categorical, label, time_col)
         cfg = self.config
         self.features, self.categorical = features, categorical
-        with torch_threads(cfg.num_threads), deterministic_kernels():
+        with cpu_threads(cfg.num_threads), deterministic_kernels():
             hold = time_holdout(frame, cfg.holdout_fraction, time_col)
             trained = self._train(frame, y, hold, cfg.epochs)
             self.history = trained.history
@@ -210,7 +210,7 @@ class DLRMRanker:
         model, _ = self._fitted()
         if len(frame) == 0:
             return np.zeros(0, dtype=np.float64)
-        with torch_threads(self.config.num_threads):
+        with cpu_threads(self.config.num_threads):
             data = self._inputs(frame, np.zeros(len(frame)))
             return model_logits(model, data.dense, data.ids, self._keys(), self.config.predict_batch_size,
                                 self.device)

@@ -172,6 +172,21 @@ def features_serve(user: int = typer.Option(..., help="user_id"),
     console.print(view.to_string(), highlight=False)
 
 
+@features_app.command("http")
+@_friendly_errors
+def features_http(run_dir: Path = RunDirOpt,
+                  host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback unless you choose "
+                                           "another)."),
+                  port: int = typer.Option(6566, help="TCP port.")):
+    """Serve ranking-ready feature rows over HTTP until interrupted: POST /rank-features
+    {"user_id": 7, "candidates": [12, 40]} (see features.server).
+
+    Example: recsys features http -r runs/demo --port 6566"""
+    from features.server import serve
+
+    serve(run_dir, host=host, port=port)
+
+
 @app.command("teachers")
 @_friendly_errors
 def teachers(dataset: Path = typer.Option(..., help="A prepared dataset directory."),

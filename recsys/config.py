@@ -106,6 +106,9 @@ class RunConfig(_Section):
     seed: int = Field(0, ge=0, lt=2**32, description="the run seed; every stage's seed unless set there")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
                         description="auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps")
+    num_threads: int | None = Field(
+        1, ge=1, description="CPU threads of each compute pool (torch, BLAS/OpenMP, LightGBM, DuckDB) in every stage "
+                             "that does not set its own; None = every core this process may use (recsys.runtime)")
     data: DataConfig = Field(default_factory=DataConfig)
     world: WorldConfig = Field(default_factory=WorldConfig)
     encoders: EncoderConfig = Field(default_factory=EncoderConfig)
@@ -147,11 +150,12 @@ class RunConfig(_Section):
         return FeatureConfig(embedding_dim=self.embedding.train.model.embed_dim,
                              sid_levels=self.embedding.semantic_ids.levels, prefix_dim=fc.interests.prefix_dim,
                              offline_store=fc.offline_store, spark_master=fc.spark_master,
-                             online_store=fc.online_store, redis_connection=fc.redis_connection)
+                             online_store=fc.online_store, redis_connection=fc.redis_connection,
+                             num_threads=self.num_threads)
 
     @model_validator(mode="after")
     def _propagate_seed_and_device(self) -> RunConfig:
-        """The run's seed and device reach every stage config that did not set its own."""
+        """The run's seed, device and num_threads reach every stage config that did not set its own."""
 
         def visit(model: BaseModel) -> None:
             for name in type(model).model_fields:
@@ -164,6 +168,8 @@ class RunConfig(_Section):
                 object.__setattr__(model, "seed", self.seed)
             if "device" in type(model).model_fields and "device" not in model.model_fields_set:
                 object.__setattr__(model, "device", self.device)
+            if "num_threads" in type(model).model_fields and "num_threads" not in model.model_fields_set:
+                object.__setattr__(model, "num_threads", self.num_threads)
 
         visit(self)
         return self

@@ -36,7 +36,7 @@ from recsys.data.dataset import Dataset
 from recsys.errors import ConfigError
 from recsys.fingerprints import changed_keys, fingerprint, stage_inputs
 from recsys.io import atomic_file, write_json
-from recsys.runtime import seeded
+from recsys.runtime import cpu_threads, seeded
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None =
         if stage in ctx.force:
             _discard_training_state(run_dir, stage)
         t0 = time.perf_counter()
-        with seeded(cfg.seed):
+        with seeded(cfg.seed), cpu_threads(cfg.num_threads):
             payload = STAGE_FUNCS[stage](ctx)
         ctx.timings[stage] = time.perf_counter() - t0
         payload.update(seconds=ctx.timings[stage], fingerprint=fps[stage], fingerprint_inputs=inputs)

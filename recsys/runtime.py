@@ -2,7 +2,9 @@
 
 - device: "auto" -> cuda when available, else cpu; anything else is passed to `torch.device`.
 - num_threads: None -> every core this process may run on (its CPU affinity, not the machine's core count);
-  a positive int -> exactly that many torch threads. Applied for the duration of a block and restored after.
+  a positive int -> exactly that many threads in each compute pool (torch, BLAS/OpenMP, LightGBM, DuckDB). The run
+  config's top-level `num_threads` (default 1) reaches every stage that does not set its own; `cpu_threads`
+  applies it for the duration of a block and restores the previous counts after.
 - determinism: training blocks run inside `deterministic_kernels()` with a fixed thread count.
 - seeds: a stage runs its seeded work inside `seeded(cfg.seed)` (or draws from local generators seeded from its
   config); the caller's global random state is never reset. The run config derives every stage's seed from the
@@ -43,13 +45,19 @@ def resolve_threads(num_threads: int | None) -> int:
 
 
 @contextlib.contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[int]:
-    """Run the block with `resolve_threads(num_threads)` torch intra-op threads; restore the previous count."""
+def cpu_threads(num_threads: int | None) -> Iterator[int]:
+    """Run the block with `resolve_threads(num_threads)` threads in every compute pool of the process: torch's
+    intra-op pool and the BLAS/OpenMP pools numpy, scipy, scikit-learn and faiss use (threadpoolctl); restore the
+    previous counts after. Why all of them: a pool left at its all-cores default spins against the others and any
+    neighbour process (on a busy 2-core machine two threads ran 2-4x slower than one)."""
+    from threadpoolctl import threadpool_limits
+
     n = resolve_threads(num_threads)
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield n
+        with threadpool_limits(limits=n):
+            yield n
     finally:
         torch.set_num_threads(before)
 

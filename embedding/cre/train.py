@@ -51,7 +51,7 @@ from embedding.schedule import warmup_cosine_schedule
 from recsys.checkpoint import load_checkpoint, save_checkpoint
 from recsys.data.dataset import Dataset
 from recsys.io import atomic_directory, write_json
-from recsys.runtime import deterministic_kernels, resolve_device, seeded, torch_threads
+from recsys.runtime import cpu_threads, deterministic_kernels, resolve_device, seeded
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def run_cre(ds: Dataset, encoded: EncodedItems, base_model_dir: str | Path, teac
                              heads_path if heads_path.is_file() else None, done.get("info", {}))
 
     dev = resolve_device(device)
-    with torch_threads(cfg.num_threads), seeded(cfg.seed), deterministic_kernels():
+    with cpu_threads(cfg.num_threads), seeded(cfg.seed), deterministic_kernels():
         state, data = build_state(ds, encoded, base_model_dir, tmat, cfg, dev, history_events, eval_targets)
         if restore_state(state, ckpt_dir, meta, dev):
             log.info("CRE resumed from %s at step %d", ckpt_dir, state.step)

@@ -31,7 +31,7 @@ from embedding.encoders.image import ImageEncoder, load_image
 from embedding.encoders.precomputed import precomputed_vectors
 from embedding.encoders.text import TextEncoder, assemble_tokens, item_field_texts
 from embedding.encoders.types import TEXT_FIELDS, EncodedItems, TextTokens
-from recsys.runtime import resolve_device, torch_threads
+from recsys.runtime import cpu_threads, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def encode_texts(texts: list[str], cfg: EncoderConfig | None = None, cache_dir: 
     cap = int(cap or cfg.text.query_cap)
     dev = resolve_device(cfg.device if device is None else device)
     texts = [str(t) for t in texts]
-    with torch_threads(cfg.num_threads):
+    with cpu_threads(cfg.num_threads):
         enc = _get(TextEncoder, cfg.text, dev)
         fields_of = [{field: t.strip()} if t.strip() else {} for t in texts]
         keys = [record_key(None, sha1(field, str(cap), t.strip())) for t in texts]
@@ -333,7 +333,7 @@ def encode_items(ds, cfg: EncoderConfig | None = None, cache_dir: Path | str = "
     cache_dir.mkdir(parents=True, exist_ok=True)
     info: dict = {"identity": {}, "dims": {}, "encoded": {}, "cached": {}, "skipped": {}, "device": str(dev)}
     items = ds.items
-    with torch_threads(cfg.num_threads):
+    with cpu_threads(cfg.num_threads):
         if cfg.text.enabled:
             text, pooled = _item_text(items, cfg, cache_dir, dev, info)
         else:

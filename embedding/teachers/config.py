@@ -55,7 +55,7 @@ class TeacherConfig(BaseModel):
     sasrec: SASRecConfig = SASRecConfig()
     seed: int = 0
     device: str = "auto"                        # "auto" = cuda (nccl) when available, else cpu (gloo)
-    # torch intra-op threads while a teacher trains (recsys.runtime.torch_threads, restored afterwards); None =
+    # torch intra-op threads while a teacher trains (recsys.runtime.cpu_threads, restored afterwards); None =
     # every core this process may use. One thread is the default: these models are small, and on a shared
     # machine more threads than free cores ran far slower.
     num_threads: int | None = Field(1, ge=1)

@@ -61,7 +61,7 @@ from embedding.teachers.two_tower import (
 )
 from recsys.data.dataset import Dataset
 from recsys.io import write_json
-from recsys.runtime import deterministic_kernels, resolve_device, seeded, torch_threads
+from recsys.runtime import cpu_threads, deterministic_kernels, resolve_device, seeded
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def train_id_teacher(ds: Dataset, cfg: TeacherConfig | None = None, out_dir: str
     """Train the two-tower ID teacher on train-split positives; export to `<out_dir>/id` (rank 0)."""
     cfg = cfg or TeacherConfig()
     tc = cfg.two_tower
-    with (distributed(cfg.device) as env, torch_threads(cfg.num_threads), seeded(cfg.seed),
+    with (distributed(cfg.device) as env, cpu_threads(cfg.num_threads), seeded(cfg.seed),
           deterministic_kernels()):
         data = teacher_data(ds, cfg.holdout_last)
         users = data.users.lookup(data.fit["user_id"].to_numpy())
@@ -317,7 +317,7 @@ def train_sequence_teacher(ds: Dataset, cfg: TeacherConfig | None = None, out_di
     """
     cfg = cfg or TeacherConfig()
     sc = cfg.sasrec
-    with (distributed(cfg.device) as env, torch_threads(cfg.num_threads), seeded(cfg.seed),
+    with (distributed(cfg.device) as env, cpu_threads(cfg.num_threads), seeded(cfg.seed),
           deterministic_kernels()):
         data = teacher_data(ds, cfg.holdout_last)
         n_items = data.items.num_embeddings
