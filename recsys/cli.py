@@ -155,21 +155,55 @@ def features_materialize(run_dir: Path = RunDirOpt,
 
 @features_app.command("serve")
 @_friendly_errors
-def features_serve(user: int = typer.Option(..., help="user_id"),
-                   candidates: str = typer.Option(..., help="Comma-separated candidate item ids."),
+def features_serve(user: int | None = typer.Option(None, help="user_id"),
+                   candidates: str | None = typer.Option(None, help="Comma-separated candidate item ids."),
                    run_dir: Path = RunDirOpt,
                    service: str | None = typer.Option(
-                       None, help="Feast FeatureService name (default: the service with every ranking feature).")):
+                       None, help="Feast FeatureService name (default: the service with every ranking feature)."),
+                   requests: Path | None = typer.Option(
+                       None, help="JSON lines, one request each ({\"user_id\": 7, \"candidates\": [12, 40]}, "
+                       "optional \"service\"); '-' = standard input. Prints one JSON line of rows per request.")):
     """Print the ranking-ready frame for one user and candidates from the online store (unknown ids get
-    documented defaults and unknown_user/unknown_item flags)."""
+    documented defaults and unknown_user/unknown_item flags), or answer a stream of requests in one process.
+
+    Examples: recsys features serve -r runs/demo --user 12 --candidates 5,17,99;
+    recsys features serve -r runs/demo --requests requests.jsonl > rows.jsonl"""
     from features.definitions import FULL_SERVICE
     from features.repo import FeatureRepo
 
+    repo = FeatureRepo(run_dir)
+    if requests is not None:
+        _serve_requests(repo, requests, service or FULL_SERVICE)
+        return
+    if user is None or candidates is None:
+        _fail("pass --user and --candidates, or --requests FILE")
     ids = _parse_ids(candidates, "--candidates")
-    frame = FeatureRepo(run_dir).online(user, ids, service or FULL_SERVICE)
+    frame = repo.online(user, ids, service or FULL_SERVICE)
     view = frame.set_index("item_id").drop(columns="user_id").T
     console.print(f"user {user}: one column per candidate item")
     console.print(view.to_string(), highlight=False)
+
+
+def _serve_requests(repo, source: Path, default_service: str) -> None:
+    """One JSON line out per JSON line in (columns + rows, NaN as null); a malformed line stops with its number."""
+    import json
+    import math
+
+    from recsys.errors import DataError
+
+    stream = sys.stdin if str(source) == "-" else source.open()
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                frame = repo.online(req["user_id"], req["candidates"], req.get("service", default_service))
+            except (ValueError, KeyError, TypeError, DataError) as e:
+                raise DataError(f"request line {number}: {e}", file=str(source)) from None
+            rows = [[None if isinstance(v, float) and math.isnan(v) else (v.item() if hasattr(v, "item") else v)
+                     for v in row] for row in frame.itertuples(index=False, name=None)]
+            print(json.dumps({"columns": list(frame.columns), "rows": rows}), flush=True)
 
 
 @features_app.command("http")

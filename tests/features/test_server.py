@@ -98,3 +98,23 @@ def test_refuses_to_start_without_materialized_rows(fw, tmp_path):
     proc = _start(tmp_path, _free_port())
     out = proc.communicate(timeout=90)[0]
     assert proc.returncode == 2 and "materialize" in out
+
+
+def test_serve_answers_a_stream_of_requests_in_one_process(served, tmp_path):
+    repo, _ = served
+    reqs = [{"user_id": 1, "candidates": [100, 141]}, {"user_id": "2", "candidates": [555555],
+                                                       "service": SERVICE_BY_VARIANT["baseline"]}]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in reqs) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "recsys.cli", "features", "serve", "-r", str(repo.run_dir),
+                           "--requests", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert len(lines) == 2
+    want = repo.online(2, [555555], SERVICE_BY_VARIANT["baseline"])
+    assert lines[1]["columns"] == list(want.columns) and lines[1]["rows"][0][:2] == [2, 555555]
+    assert len(lines[0]["rows"]) == 2
+    path.write_text(json.dumps(reqs[0]) + "\n{\"user_id\": 1}\n")
+    bad = subprocess.run([sys.executable, "-m", "recsys.cli", "features", "serve", "-r", str(repo.run_dir),
+                          "--requests", str(path)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "request line 2" in bad.stdout + bad.stderr
