@@ -74,7 +74,7 @@ class CREConfig(BaseModel):
     num_threads: int | None = Field(1, ge=1, description="torch CPU threads while training (None = every core "
                                     "this process may use). 1 (default) is bitwise reproducible run to run; "
                                     "with more threads the weights differ slightly between runs (BENCHMARKS.md)")
-    infer_batch_size: int = Field(256, gt=0)
+    infer_batch_size: int = Field(128, gt=0, description="items per inference batch (benchmarks/fusion_inference.py)")
 
     @model_validator(mode="after")
     def _check(self) -> CREConfig:

@@ -109,12 +109,31 @@ class LogMel(nn.Module):
 
 
 # --------------------------------------------------------------------------------------- trainable conv encoder
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """`F.max_pool2d(x, 2, ceil_mode=True)` over the last two dims, as two strided maxima (odd sizes padded with
+    -inf, so an edge window keeps only its real values): the same values, without the index tensor the CPU kernel
+    always computes; it took 20% of the fusion model's inference time."""
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        x = nn.functional.pad(x, (0, w % 2, 0, h % 2), value=float("-inf"))
+    x = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+    return torch.maximum(x[..., 0::2], x[..., 1::2])
+
+
 class ConvAudioEncoder(nn.Module):
     """Small CNN over a log-mel chunk: [B, n_mels, T] -> [B, out_dim]. Trained downstream (fusion model).
 
     Per-mel-bin BatchNorm on the input (log-mel values are unnormalised), four conv blocks (3x3 conv, BN, GELU,
     2x2 max-pool), mean over frequency, mean+max over time, linear projection.
+
+    In eval mode the same function is computed faster (`_conv_eval`): each BatchNorm is folded into its
+    convolution, pooling is `max_pool_2x2`, and chunks go through in groups whose first activation stays in cache
+    (`eval_elements`); a 200-chunk pass streamed each elementwise op through memory. Together 6x faster on one
+    core; outputs equal to float rounding (tests/embedding/test_fusion_inference.py).
     """
+
+    eval_elements: int = 2**21
+    """Floats of the first conv block's output per eval group (8 MB: 40 chunks of 64 mels x 100 frames x 8)."""
 
     def __init__(self, n_mels: int, out_dim: int, channels: tuple[int, ...] = (32, 64, 128, 256),
                  dropout: float = 0.1):
@@ -132,9 +151,25 @@ class ConvAudioEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_norm(x.float()).unsqueeze(1)  # [B, 1, n_mels, T]
-        x = self.conv(x).mean(dim=2)  # [B, C, T']
+        if self.training:  # batch statistics: the whole batch at once, through the modules
+            x = self.conv(x)
+        else:
+            group = max(1, self.eval_elements // max(1, self.conv[0].out_channels * x.shape[-2] * x.shape[-1]))
+            x = torch.cat([self._conv_eval(part) for part in x.split(group)]) if len(x) > group else self._conv_eval(x)
+        x = x.mean(dim=2)  # [B, C, T']
         x = torch.cat([x.mean(-1), x.amax(-1)], dim=-1)
         return self.proj(self.dropout(x))
+
+    def _conv_eval(self, x: torch.Tensor) -> torch.Tensor:
+        """`self.conv(x)` with running statistics: BN folded into each conv (weight * s, shift b - mean * s)."""
+        blocks = list(self.conv)
+        for i in range(0, len(blocks), 4):
+            conv, bn, act = blocks[i], blocks[i + 1], blocks[i + 2]
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            x = act(nn.functional.conv2d(x, conv.weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale,
+                                         conv.stride, conv.padding))
+            x = max_pool_2x2(x)
+        return x
 
 
 # --------------------------------------------------------------------------------------------- frozen encoders
