@@ -55,6 +55,7 @@ bench: install
 	$(PY) benchmarks/threads_bench.py --write
 	$(PY) benchmarks/fusion_inference.py --write
 	$(PY) benchmarks/encoder_runtime.py --write
+	$(PY) benchmarks/startup_bench.py --write
 
 ui: install
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(RUN_DIR)/mlflow.db

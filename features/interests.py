@@ -119,11 +119,12 @@ def _usable_events(interactions_positive: pd.DataFrame, emb_table: pd.DataFrame
     item_index = pd.Index(emb_table["item_id"].to_numpy(np.int64))
     ev = interactions_positive[["user_id", "item_id", "timestamp"]].copy()
     ev["row"] = item_index.get_indexer(ev["item_id"].to_numpy(np.int64))
-    ev["t"] = pd.to_datetime(ev["timestamp"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+    ev["t"] = pd.to_datetime(ev["timestamp"], utc=True, cache=False).dt.as_unit("us").astype("int64").to_numpy()
     known = ev["row"].to_numpy() >= 0
     usable = known.copy()
     if "event_timestamp" in emb_table.columns:
-        avail = pd.to_datetime(emb_table["event_timestamp"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+        avail = pd.to_datetime(emb_table["event_timestamp"], utc=True, cache=False).dt.as_unit("us")
+        avail = avail.astype("int64").to_numpy()
         usable[known] = ev["t"].to_numpy()[known] >= avail[ev["row"].to_numpy()[known]]
     skips = {"events_without_embedding": int((~known).sum()),
              "events_before_availability": int((known & ~usable).sum())}

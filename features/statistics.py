@@ -36,7 +36,7 @@ def entity_stats(interactions: pd.DataFrame, positive: pd.Series, snapshot_times
     """Snapshots of impressions/positives/smoothed rate per `key` (see module doc)."""
     cfg = cfg or StatsConfig()
     snaps = _snapshots(snapshot_times)
-    t = pd.to_datetime(interactions["timestamp"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+    t = pd.to_datetime(interactions["timestamp"], utc=True, cache=False).dt.as_unit("us").astype("int64").to_numpy()
     # index of the first snapshot strictly after each event: the event counts from that snapshot on
     bucket = np.searchsorted(snaps.asi8, t, side="right")
     keep = bucket < len(snaps)
@@ -75,7 +75,7 @@ def entity_stats_asof(interactions: pd.DataFrame, positive, at, key: str, prefix
     """
     cfg = cfg or StatsConfig()
     day = _snapshots([at]).floor("D").asi8[0]
-    t = pd.to_datetime(interactions["timestamp"], utc=True).dt.as_unit("us").astype("int64").to_numpy()
+    t = pd.to_datetime(interactions["timestamp"], utc=True, cache=False).dt.as_unit("us").astype("int64").to_numpy()
     keep = t < day
     t, keys = t[keep], interactions[key].to_numpy(np.int64)[keep]
     pos = np.asarray(positive, dtype=bool)[keep]
