@@ -33,6 +33,12 @@ class TextEncoderConfig(_Strict):
     query_cap: int = Field(32, ge=1)
     """Token cap for encode_texts (queries, label texts)."""
     batch_size: int = Field(64, ge=1)
+    runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
+    """"auto" (onnx on CPU, torch elsewhere), "torch" (eager), "onnx" (the transformer exported once and run by ONNX
+    Runtime on CPU: 2.1x the items/s on MovieLens, per-item cosine to torch >= 0.99999) or "onnx-int8" (the same
+    graph with int8 MatMul weights: 4.2x, pooled cosine 0.993 mean / 0.981 min, 86% of kNN@10 neighbours kept;
+    BENCHMARKS.md "Encoder runtime"). ONNX runtimes need device cpu; tokenisation stays in Python; the exports live
+    beside the run's encoder cache. The cache key names the runtime, so a cache written by torch is not reused."""
 
     @field_validator("field_caps")
     @classmethod
@@ -74,6 +80,10 @@ class ImageEncoderConfig(_Strict):
     """F: cover + up to F-1 key frames (the first F image paths of an item)."""
     batch_size: int = Field(32, ge=1)
     channels_last: bool = True
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    """"auto" (onnx on CPU, torch elsewhere), "torch" (eager) or "onnx" (normalisation + conv trunk exported once and
+    run by ONNX Runtime on CPU: 3.4x the posters/s at 192x128, per-item cosine to torch >= 0.99999; BENCHMARKS.md
+    "Encoder runtime"). Needs device cpu; decoding and the grid pooling stay in Python."""
 
 
 class AudioEncoderConfig(_Strict):
@@ -116,10 +126,10 @@ class EncoderConfig(_Strict):
     device: str = "auto"
     """Used when encode_items/encode_texts get device=None."""
     num_threads: int | None = Field(1, ge=1)
-    """torch threads while encoding (recsys.runtime.torch_threads, restored after): a positive int, or None for
-    every core this process may use. One by default: on a shared 2-core machine one thread encoded several times
-    faster than two while other processes were busy (OpenMP threads wait on each other across preempted cores);
-    set None on a machine of your own."""
+    """Threads while encoding (recsys.runtime.cpu_threads, restored after; ONNX Runtime sessions get the same
+    count): a positive int, or None for every core this process may use. One by default: on a shared 2-core machine
+    one thread encoded several times faster than two while other processes were busy (OpenMP threads wait on each
+    other across preempted cores); set None on a machine of your own."""
     shard_size: int = Field(256, ge=1)
     """Items per cache shard: an interrupted run loses at most one shard of work."""
     cache_dtype: Literal["float16", "float32"] = "float16"

@@ -43,10 +43,11 @@ def clear_encoder_cache() -> None:
     _ENCODERS.clear()
 
 
-def _get(cls, sub_cfg, device: torch.device):
-    key = (cls.__name__, sub_cfg.model_dump_json(), str(device))
+def _get(cls, sub_cfg, device: torch.device, export_dir: Path | None = None):
+    """The loaded encoder of this config and device (ONNX exports kept in export_dir: the run's cache)."""
+    key = (cls.__name__, sub_cfg.model_dump_json(), str(device), str(export_dir))
     if key not in _ENCODERS:
-        _ENCODERS[key] = cls(sub_cfg, device)
+        _ENCODERS[key] = cls(sub_cfg, device, export_dir) if export_dir is not None else cls(sub_cfg, device)
     return _ENCODERS[key]
 
 
@@ -136,7 +137,7 @@ def encode_texts(texts: list[str], cfg: EncoderConfig | None = None, cache_dir: 
     dev = resolve_device(cfg.device if device is None else device)
     texts = [str(t) for t in texts]
     with cpu_threads(cfg.num_threads):
-        enc = _get(TextEncoder, cfg.text, dev)
+        enc = _get(TextEncoder, cfg.text, dev, Path(cache_dir) / "onnx" if cache_dir is not None else None)
         fields_of = [{field: t.strip()} if t.strip() else {} for t in texts]
         keys = [record_key(None, sha1(field, str(cap), t.strip())) for t in texts]
         if cache_dir is None:
@@ -159,7 +160,7 @@ def _texts_from_cache(enc, cfg, cache_dir, keys, fields_of, field, cap, texts) -
 
 
 def _item_text(items: pd.DataFrame, cfg: EncoderConfig, cache_dir: Path, dev, info: dict):
-    enc = _get(TextEncoder, cfg.text, dev)
+    enc = _get(TextEncoder, cfg.text, dev, Path(cache_dir) / "onnx")
     cache = _text_cache(enc, cfg, cache_dir, "items")
     cols = [c for c in TEXT_FIELDS if c in items.columns]
     fields_of = [item_field_texts(r) for r in items[cols].to_dict("records")]
@@ -185,7 +186,7 @@ def _item_images(ds, cfg: EncoderConfig, cache_dir: Path, dev, info: dict):
     n_frames = max([0, *map(len, frames_of)])
     if n_frames == 0:
         return None, None
-    enc = _get(ImageEncoder, icfg, dev)
+    enc = _get(ImageEncoder, icfg, dev, Path(cache_dir) / "onnx")
     cache = FeatureCache(cache_dir, "image", {**enc.identity, "dtype": cfg.cache_dtype})
     ids = items["item_id"].tolist()
     keys: list[str | None] = []
