@@ -230,43 +230,50 @@ def http_rows(repo: FeatureRepo, users: int, n_items: int, calls: int) -> list[d
 
 
 # ------------------------------------------------------------------------------------ materialization reference
-def materialize_rows(repo: FeatureRepo, end: pd.Timestamp) -> list[dict]:
+def materialize_rows(repo: FeatureRepo, end: pd.Timestamp, repeats: int = 3) -> list[dict]:
+    """Each view materialized from an empty online store (as the first materialize does), against the proto build
+    + executemany of the same rows; best of `repeats`, taking turns."""
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.utils import _convert_arrow_to_proto
 
-    for stale in (repo.data_dir / "online_store.db", repo.data_dir / "materialized.json"):
-        stale.unlink(missing_ok=True)
-    repo._store = None
-    repo.apply()  # recreates the online tables
-    project: dict[str, float] = {}
-    got = None
-    t_all = time.perf_counter()
-    for name in repo.paths():  # one view at a time, exactly as materialize does it, to time each
-        t = time.perf_counter()
-        got = repo.materialize_view(name, end)
-        project[name] = time.perf_counter() - t
-    total = time.perf_counter() - t_all
+    project = {name: float("inf") for name in repo.paths()}
+    reference = dict(project)
+    total = float("inf")
+    for _ in range(repeats):
+        for stale in (repo.data_dir / "online_store.db", repo.data_dir / "materialized.json"):
+            stale.unlink(missing_ok=True)
+        repo._store = None
+        repo.apply()  # recreates the online tables
+        t_all = time.perf_counter()
+        for name in repo.paths():  # one view at a time, exactly as materialize does it, to time each
+            t = time.perf_counter()
+            repo.materialize_view(name, end)
+            project[name] = min(project[name], time.perf_counter() - t)
+        total = min(total, time.perf_counter() - t_all)
+        scratch = sqlite3.connect(":memory:")
+        for name, path in repo.paths().items():
+            view = repo.store.get_feature_view(name)
+            table, _ = latest_rows(path, view, None, end)
+            t = time.perf_counter()  # the reference: the proto build and the write of the same rows
+            protos = _convert_arrow_to_proto(table, view,
+                                             {e.name: e.dtype.to_value_type() for e in view.entity_columns})
+            scratch.execute(f"CREATE TABLE {name} (entity_key BLOB, feature_name TEXT, value BLOB, "
+                            "event_ts timestamp, PRIMARY KEY(entity_key, feature_name))")
+            with scratch:
+                scratch.executemany(f"INSERT INTO {name} VALUES (?, ?, ?, ?)", [
+                    (serialize_entity_key(k, entity_key_serialization_version=3), f, v.SerializeToString(), ts)
+                    for k, values, ts, _ in protos for f, v in values.items()])
+            reference[name] = min(reference[name], time.perf_counter() - t)
     again = repo.materialize(end)["total_rows"]
     rows = []
-    scratch = sqlite3.connect(":memory:")
     for name, path in repo.paths().items():
-        view = repo.store.get_feature_view(name)
-        t = time.perf_counter()
-        table, _ = latest_rows(path, view, None, end)
-        t = time.perf_counter()  # the reference is the proto build and the write of the rows
-        protos = _convert_arrow_to_proto(table, view, {e.name: e.dtype.to_value_type() for e in view.entity_columns})
-        scratch.execute(f"CREATE TABLE {name} (entity_key BLOB, feature_name TEXT, value BLOB, event_ts timestamp, "
-                        "PRIMARY KEY(entity_key, feature_name))")
-        with scratch:
-            scratch.executemany(f"INSERT INTO {name} VALUES (?, ?, ?, ?)", [
-                (serialize_entity_key(k, entity_key_serialization_version=3), f, v.SerializeToString(), ts)
-                for k, values, ts, _ in protos for f, v in values.items()])
-        ref = time.perf_counter() - t
-        rows.append({"path": f"materialize `{name}` ({table.num_rows} rows)", "project": f"{project[name]:.2f} s",
-                     "reference": f"{ref:.2f} s", "ratio": ratio(project[name], ref),
-                     "note": f"{pq.read_metadata(path).num_rows} source rows"})
+        written = repo.materialized()[name]
+        rows.append({"path": f"materialize `{name}`", "project": f"{project[name]:.3f} s",
+                     "reference": f"{reference[name]:.3f} s", "ratio": ratio(project[name], reference[name]),
+                     "note": f"best of {repeats}; {pq.read_metadata(path).num_rows} source rows, latest per entity "
+                             f"written (up to {written['end'][:10]})"})
     rows.append({"path": "materialize, all views", "project": f"{total:.2f} s", "reference": "",
-                 "ratio": "", "note": f"rerun with the same end: {again} new rows (idempotent); last {got}"})
+                 "ratio": "", "note": f"rerun with the same end: {again} new rows (incremental, idempotent)"})
     return rows
 
 
@@ -278,7 +285,7 @@ def asof_reference(repo: FeatureRepo, edf: pd.DataFrame, service: str) -> pd.Dat
     out["__row__"] = np.arange(len(out))
     for name, path in repo.paths().items():
         key = "user_id" if name.startswith("user") else "item_id"
-        src = pd.read_parquet(path).drop(columns=["model_version"], errors="ignore")
+        src = pd.read_parquet(path).drop(columns=["model_version", "row_time"], errors="ignore")
         src["event_timestamp"] = pd.to_datetime(src["event_timestamp"], utc=True).dt.as_unit("us")
         src = src.rename(columns={"event_timestamp": "__ts__"}).sort_values("__ts__", kind="stable")
         out = pd.merge_asof(out.sort_values("event_timestamp", kind="stable"), src, left_on="event_timestamp",
@@ -294,20 +301,22 @@ def asof_reference(repo: FeatureRepo, edf: pd.DataFrame, service: str) -> pd.Dat
 def retrieval_rows(repo: FeatureRepo, ev: pd.DataFrame, n: int) -> list[dict]:
     edf = ev.sample(min(n, len(ev)), random_state=0)[["user_id", "item_id", "timestamp"]]
     edf = edf.rename(columns={"timestamp": "event_timestamp"}).reset_index(drop=True)
-    t = time.perf_counter()
-    project = repo.historical(edf, FULL_SERVICE)
-    secs = time.perf_counter() - t
-    t = time.perf_counter()
-    ref = asof_reference(repo, edf, FULL_SERVICE)
-    ref_secs = time.perf_counter() - t
-    t = time.perf_counter()
-    repo.historical(edf, FULL_SERVICE, engine="asof")
-    asof_secs = time.perf_counter() - t
+    secs = ref_secs = asof_secs = float("inf")
+    for _ in range(3):  # best of three, taking turns: the three see the same machine
+        t = time.perf_counter()
+        project = repo.historical(edf, FULL_SERVICE)
+        secs = min(secs, time.perf_counter() - t)
+        t = time.perf_counter()
+        ref = asof_reference(repo, edf, FULL_SERVICE)
+        ref_secs = min(ref_secs, time.perf_counter() - t)
+        t = time.perf_counter()
+        repo.historical(edf, FULL_SERVICE, engine="asof")
+        asof_secs = min(asof_secs, time.perf_counter() - t)
     pd.testing.assert_frame_equal(project.reset_index(drop=True), ref, check_exact=False, rtol=1e-9, atol=1e-12)
     return [{"path": f"point-in-time retrieval, {len(edf)} examples, `{FULL_SERVICE}` "
                      f"({repo.cfg.offline_store} offline store)",
              "project": f"{secs:.2f} s", "reference": f"{ref_secs:.2f} s", "ratio": ratio(secs, ref_secs),
-             "note": f"results equal; the project's `asof` engine {asof_secs:.2f} s"}]
+             "note": f"best of 3 each; results equal; the project's `asof` engine {asof_secs:.2f} s"}]
 
 
 def main() -> None:

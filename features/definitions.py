@@ -113,6 +113,8 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
             *[Field(name=s, dtype=Int64, description=f"semantic ID level {s[4:]} (residual k-means code)",
                     tags={"default": "-1"}) for s in sid_fields],
             Field(name="model_version", dtype=String, description="embedding model that produced the vector"),
+            Field(name=ROW_TIME, dtype=Int64, description="the row's own time, microseconds since the epoch "
+                                                           "(retrieval reads the vector of the row Feast picks by it)"),
         ],
         online=True,
         source=source("item_embedding"),

@@ -2,11 +2,12 @@
 
 Why not `FeatureStore.materialize`: with the file offline store Feast reads the window through dask, which
 tokenizes (pickles) every list column on the way: most of the time of materializing the interest profiles went there.
-Here the window is read from the view's parquet source with pyarrow, reduced to the latest row per entity (what
-Feast's online store keeps), converted by Feast's own `_convert_arrow_to_proto` and written by the online store's
-own `online_write_batch` (sqlite or Redis); the interval is then recorded in the registry as Feast's materialize
-does, so `feast materialize-incremental` continues from it. The online store cannot tell the two paths apart
-(tests/features/test_repo.py reads both back).
+Here the window is read from the view's parquet source with pyarrow (the key and time columns whole, the features
+only from the row groups that hold a selected row), reduced to the latest row per entity (what Feast's online store
+keeps) and converted by Feast's own `_convert_arrow_to_proto`. Redis gets the rows through the online store's own
+`online_write_batch`; sqlite gets the same table rows with one executemany instead of an execute per value
+(tests/features/test_online_write.py compares the tables byte for byte). The interval is recorded in the registry
+as Feast's materialize does, so `feast materialize-incremental` continues from it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView
-from feast.utils import _convert_arrow_to_proto
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.infra.online_stores.helpers import extract_text_and_num
+from feast.infra.online_stores.sqlite import SqliteOnlineStore, _quote_id, _table_id
+from feast.utils import _convert_arrow_to_proto, to_naive_utc
 
 
 def latest_rows(path: Path, view: FeatureView, start: pd.Timestamp | None, end: pd.Timestamp
@@ -70,13 +74,38 @@ def write_window(store: FeatureStore, view_name: str, path: Path, start: pd.Time
     table, in_window = latest_rows(path, view, start, end)
     provider = store._get_provider()
     join_keys = {e.name: e.dtype.to_value_type() for e in view.entity_columns}
+    plain_sqlite = isinstance(provider.online_store, SqliteOnlineStore) and not (
+        store.config.online_store.vector_enabled
+        or getattr(store.config.online_store, "enable_openai_compatible_store", False))
     for batch in table.to_batches(max_chunksize=batch_rows):
-        provider.online_write_batch(config=store.config, table=view,
-                                    data=_convert_arrow_to_proto(batch, view, join_keys), progress=None)
+        rows = _convert_arrow_to_proto(batch, view, join_keys)
+        if plain_sqlite:
+            _write_sqlite(store, provider.online_store, view, rows)
+        else:
+            provider.online_write_batch(config=store.config, table=view, data=rows, progress=None)
     first = start if start is not None else _min_time(table, view)
     if first is not None:
         store.registry.apply_materialization(view, store.project, first.to_pydatetime(), end.to_pydatetime())
     return table.num_rows, in_window
+
+
+def _write_sqlite(store: FeatureStore, online: SqliteOnlineStore, view: FeatureView, rows: list) -> None:
+    """What SqliteOnlineStore.online_write_batch writes (the same table, key encoding, columns and upsert), with one
+    executemany instead of one execute per feature value."""
+    cfg = store.config
+    table = _quote_id(_table_id(cfg.project, view, cfg.registry.enable_online_feature_view_versioning))
+    params = []
+    for entity_key, values, ts, created in rows:
+        key = serialize_entity_key(entity_key, entity_key_serialization_version=cfg.entity_key_serialization_version)
+        ts, created = to_naive_utc(ts), to_naive_utc(created) if created is not None else None
+        params += [(key, name, val.SerializeToString(), extract_text_and_num(val, False)[0], ts, created)
+                   for name, val in values.items()]
+    conn = online._get_conn(cfg)
+    with conn:
+        conn.executemany(f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+                         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+                         "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
+                         "created_ts = excluded.created_ts", params)
 
 
 def _min_time(table: pa.Table, view: FeatureView) -> pd.Timestamp | None:

@@ -43,7 +43,7 @@ from recsys.errors import ConfigError, DataError
 from recsys.io import atomic_file, write_json, write_text
 from recsys.runtime import resolve_threads
 
-SOURCE_ROW_GROUP = 4096
+SOURCE_ROW_GROUP = 1024
 """Rows per parquet row group of a source: materialization reads only the groups that hold a view's latest rows."""
 SHAPE_KEYS = ("embedding_dim", "sid_levels", "prefix_dim")
 """FeatureConfig fields that fix the registered schema (tagged on the views; a run directory keeps them)."""

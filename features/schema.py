@@ -30,8 +30,9 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 ROW_TIME = "row_time"
 """A row's own event_timestamp as int64 microseconds, added by FeatureRepo.write to the ROW_TIME_SOURCES: point-in-time
 retrieval asks Feast which row applies (this column) and reads that row's list columns from the source by it."""
-ROW_TIME_SOURCES = ("user_interests",)
-"""The sources whose list columns are too heavy to move through the offline store's join."""
+ROW_TIME_SOURCES = ("user_interests", "item_embedding")
+"""The sources whose list columns are too heavy to move through the offline store's join (and whose rows many
+examples share: read once, the same vector object serves them all)."""
 
 _SID_COLUMN = re.compile(r"sid_(\d+)")
 

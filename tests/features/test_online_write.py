@@ -46,3 +46,28 @@ def test_latest_rows_match_pandas(fw, source, days):
         (df["event_timestamp"] > start) if start is not None else True)).sum())
     np.testing.assert_array_equal(got["item_impressions"], want["item_impressions"])  # the row's own position
     assert got["item_id"].is_unique and len(got) == want["item_id"].nunique()
+
+
+def test_sqlite_rows_equal_feasts_own_writer(fw, tmp_path):
+    """The executemany writer leaves exactly the table Feast's SqliteOnlineStore.online_write_batch leaves."""
+    import sqlite3
+
+    from feast.utils import _convert_arrow_to_proto
+
+    items, ev = fw.make_world()
+    end = fw.START + pd.Timedelta(days=9)
+    ours = fw.build_repo(tmp_path / "ours", items, ev)
+    ours.materialize(end)
+    feasts = fw.build_repo(tmp_path / "feast", items, ev, project=ours.cfg.project)  # same table names and keys
+    provider = feasts.store._get_provider()
+    for name, path in feasts.paths().items():
+        view = feasts.store.get_feature_view(name)
+        table, _ = latest_rows(path, view, None, end)
+        rows = _convert_arrow_to_proto(table, view, {e.name: e.dtype.to_value_type() for e in view.entity_columns})
+        provider.online_write_batch(config=feasts.store.config, table=view, data=rows, progress=None)
+    for name in ours.paths():
+        query = (f"SELECT entity_key, feature_name, value, value_text, event_ts, created_ts FROM "
+                 f"{ours.cfg.project}_{name} ORDER BY entity_key, feature_name")
+        a = sqlite3.connect(ours.data_dir / "online_store.db").execute(query).fetchall()
+        b = sqlite3.connect(feasts.data_dir / "online_store.db").execute(query).fetchall()
+        assert a == b and len(a) > 0, name
