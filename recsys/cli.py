@@ -171,14 +171,13 @@ def features_serve(user: int | None = typer.Option(None, help="user_id"),
     from features.definitions import FULL_SERVICE
     from features.repo import FeatureRepo
 
-    repo = FeatureRepo(run_dir)
     if requests is not None:
-        _serve_requests(repo, requests, service or FULL_SERVICE)
+        _serve_requests(FeatureRepo(run_dir), requests, service or FULL_SERVICE)
         return
     if user is None or candidates is None:
         _fail("pass --user and --candidates, or --requests FILE")
-    ids = _parse_ids(candidates, "--candidates")
-    frame = repo.online(user, ids, service or FULL_SERVICE)
+    ids = _parse_ids(candidates, "--candidates")  # a malformed request is refused before the store is opened
+    frame = FeatureRepo(run_dir).online(user, ids, service or FULL_SERVICE)
     view = frame.set_index("item_id").drop(columns="user_id").T
     console.print(f"user {user}: one column per candidate item")
     console.print(view.to_string(), highlight=False)

@@ -93,28 +93,34 @@ def test_malformed_requests_get_422_with_the_reason(served):
 
 
 def test_refuses_to_start_without_materialized_rows(fw, tmp_path):
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+
     items, ev = fw.make_world()
     fw.build_repo(tmp_path, items, ev)
-    proc = _start(tmp_path, _free_port())
-    out = proc.communicate(timeout=90)[0]
-    assert proc.returncode == 2 and "materialize" in out
+    result = CliRunner().invoke(app, ["features", "http", "-r", str(tmp_path), "--port", str(_free_port())])
+    assert result.exit_code == 2 and "materialize" in result.output
 
 
 def test_serve_answers_a_stream_of_requests_in_one_process(served, tmp_path):
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+
     repo, _ = served
     reqs = [{"user_id": 1, "candidates": [100, 141]}, {"user_id": "2", "candidates": [555555],
                                                        "service": SERVICE_BY_VARIANT["baseline"]}]
     path = tmp_path / "requests.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in reqs) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "recsys.cli", "features", "serve", "-r", str(repo.run_dir),
-                           "--requests", str(path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    runner = CliRunner()
+    result = runner.invoke(app, ["features", "serve", "-r", str(repo.run_dir), "--requests", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
     assert len(lines) == 2
     want = repo.online(2, [555555], SERVICE_BY_VARIANT["baseline"])
     assert lines[1]["columns"] == list(want.columns) and lines[1]["rows"][0][:2] == [2, 555555]
     assert len(lines[0]["rows"]) == 2
     path.write_text(json.dumps(reqs[0]) + "\n{\"user_id\": 1}\n")
-    bad = subprocess.run([sys.executable, "-m", "recsys.cli", "features", "serve", "-r", str(repo.run_dir),
-                          "--requests", str(path)], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "request line 2" in bad.stdout + bad.stderr
+    bad = runner.invoke(app, ["features", "serve", "-r", str(repo.run_dir), "--requests", str(path)])
+    assert bad.exit_code == 2 and "request line 2" in bad.output
