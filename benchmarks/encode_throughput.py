@@ -20,8 +20,6 @@ import argparse
 import datetime as dt
 import multiprocessing as mp
 import os
-import platform
-import re
 import resource
 import sys
 import tempfile
@@ -34,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 MOVIELENS = Path(os.environ.get("RECSYS_SHARED", REPO.parent / "shared")) / "data" / "movielens-small"
 
-from recsys.io import write_text  # noqa: E402
+from _report import machine, replace_section  # noqa: E402
 
 
 def _movies(n: int, with_posters: bool):
@@ -191,32 +189,6 @@ def _run(fn, job: dict) -> dict:
     return out
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        load = "?"
-    return f"{os.cpu_count()} cores (nproc), {model}, Python {platform.python_version()}, load average before: {load}"
-
-
-def _update_markdown(path: Path, section: str) -> None:
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Encoding throughput\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    write_text(path, text)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--posters", type=int, default=512)
@@ -227,7 +199,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    machine = _machine()
+    machine_line = machine()
     jobs = [
         {"kind": "image", "label": "image 192x128 block-320 (default)", "n": args.posters, "image": {}},
         {"kind": "image", "label": "image 192x128 head-1280", "n": args.posters, "image": {"feature": "head"}},
@@ -255,8 +227,7 @@ def main(argv=None) -> None:
             print(f"{row['label']:<34} kNN@10 genre share {row['knn_share']:.3f}  probe AUC {row['probe_auc']:.3f}")
         print(f"chance genre share {quality['chance']:.3f}")
 
-    lines = ["## Encoding throughput", "",
-             f"Measured {dt.date.today().isoformat()} with `benchmarks/encode_throughput.py` on {machine}; "
+    lines = [f"Measured {dt.date.today().isoformat()} with `benchmarks/encode_throughput.py` on {machine_line}; "
              f"torch threads = {results[0]['threads']}, CPU only. Other processes (parallel helpers, tests) may "
              "share these "
              "cores, so rates are lower bounds. End to end with an empty cache: read + hash + decode + encode + "
@@ -288,7 +259,7 @@ def main(argv=None) -> None:
     print()
     print(section)
     if not args.no_write:
-        _update_markdown(args.out, section)
+        replace_section("Encoding throughput", section, args.out)
         print(f"updated {args.out}")
 
 

@@ -22,8 +22,10 @@ import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.helpers import extract_text_and_num
-from feast.infra.online_stores.sqlite import SqliteOnlineStore, _quote_id, _table_id
+from feast.infra.online_stores.sqlite import SqliteOnlineStore
 from feast.utils import _convert_arrow_to_proto, to_naive_utc
+
+from features.serving import sqlite_table
 
 
 def latest_rows(path: Path, view: FeatureView, start: pd.Timestamp | None, end: pd.Timestamp
@@ -93,7 +95,7 @@ def _write_sqlite(store: FeatureStore, online: SqliteOnlineStore, view: FeatureV
     """What SqliteOnlineStore.online_write_batch writes (the same table, key encoding, columns and upsert), with one
     executemany instead of one execute per feature value."""
     cfg = store.config
-    table = _quote_id(_table_id(cfg.project, view, cfg.registry.enable_online_feature_view_versioning))
+    table = sqlite_table(cfg, view)
     params = []
     for entity_key, values, ts, created in rows:
         key = serialize_entity_key(entity_key, entity_key_serialization_version=cfg.entity_key_serialization_version)

@@ -13,7 +13,6 @@ processes behind a balancer to use more cores.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
@@ -21,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from features.definitions import FULL_SERVICE, SERVICES
 from features.repo import FeatureRepo
+from features.serving import json_rows
 from recsys.errors import DataError
 
 
@@ -28,12 +28,6 @@ class RankRequest(BaseModel):
     user_id: int | str = Field(description="the user's id (an int64, or its decimal string)")
     candidates: list[int | str] = Field(description="candidate item ids, in the order the rows come back")
     service: str = Field(FULL_SERVICE, description="FeatureService to serve (one per ranking model version)")
-
-
-def _json_value(v):
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return v.item() if hasattr(v, "item") else v
 
 
 def create_app(run_dir: str | Path) -> FastAPI:
@@ -52,9 +46,7 @@ def create_app(run_dir: str | Path) -> FastAPI:
             frame = repo.reader(request.service).rank_frame(request.user_id, request.candidates)
         except DataError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
-        columns = list(frame.columns)
-        rows = [[_json_value(v) for v in row] for row in frame.itertuples(index=False, name=None)]
-        return {"service": request.service, "columns": columns, "rows": rows}
+        return {"service": request.service, **json_rows(frame)}
 
     return app
 

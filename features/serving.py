@@ -15,6 +15,7 @@ non-negative int64 (ids are int64 join keys: a float, a bool, "12a" or -3 would 
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import re
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, _quote_id, _table_id
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.repo_config import RepoConfig
 from pandas.api.extensions import ExtensionArray
 
 from recsys.errors import DataError
@@ -165,6 +167,22 @@ def python_value(value: ValueProto):
     return getattr(value, kind)
 
 
+def json_rows(frame: pd.DataFrame) -> dict[str, list]:
+    """A served frame as JSON-ready {"columns", "rows"}: python scalars, NaN as None."""
+    def value(v):
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        return v.item() if hasattr(v, "item") else v
+
+    return {"columns": list(frame.columns),
+            "rows": [[value(v) for v in row] for row in frame.itertuples(index=False, name=None)]}
+
+
+def sqlite_table(config: RepoConfig, view: FeatureView) -> str:
+    """The quoted name of a view's table in Feast's sqlite online store (as SqliteOnlineStore names it)."""
+    return _quote_id(_table_id(config.project, view, config.registry.enable_online_feature_view_versioning))
+
+
 class _ViewRead(NamedTuple):
     view: FeatureView
     key: str
@@ -214,9 +232,7 @@ class OnlineReader:
         self._key_bytes = functools.lru_cache(maxsize=1 << 17)(self._entity_key)  # ids repeat across requests
         self._sqlite_tables = None
         if isinstance(self._provider.online_store, SqliteOnlineStore):
-            versioned = self._config.registry.enable_online_feature_view_versioning
-            self._sqlite_tables = {r.view.name: _quote_id(_table_id(self._config.project, r.view, versioned))
-                                   for r in self._reads}
+            self._sqlite_tables = {r.view.name: sqlite_table(self._config, r.view) for r in self._reads}
 
     def _entity_key(self, key: str, value: int) -> bytes:
         return serialize_entity_key(EntityKeyProto(join_keys=[key], entity_values=[ValueProto(int64_val=value)]),

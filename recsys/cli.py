@@ -186,8 +186,8 @@ def features_serve(user: int | None = typer.Option(None, help="user_id"),
 def _serve_requests(repo, source: Path, default_service: str) -> None:
     """One JSON line out per JSON line in (columns + rows, NaN as null); a malformed line stops with its number."""
     import json
-    import math
 
+    from features.serving import json_rows
     from recsys.errors import DataError
 
     stream = sys.stdin if str(source) == "-" else source.open()
@@ -200,9 +200,7 @@ def _serve_requests(repo, source: Path, default_service: str) -> None:
                 frame = repo.online(req["user_id"], req["candidates"], req.get("service", default_service))
             except (ValueError, KeyError, TypeError, DataError) as e:
                 raise DataError(f"request line {number}: {e}", file=str(source)) from None
-            rows = [[None if isinstance(v, float) and math.isnan(v) else (v.item() if hasattr(v, "item") else v)
-                     for v in row] for row in frame.itertuples(index=False, name=None)]
-            print(json.dumps({"columns": list(frame.columns), "rows": rows}), flush=True)
+            print(json.dumps(json_rows(frame)), flush=True)
 
 
 @features_app.command("http")
