@@ -51,7 +51,15 @@ from recsys.checkpoint import load_checkpoint, save_checkpoint
 from recsys.data.dataset import Dataset
 from recsys.errors import ConfigError, DataError
 from recsys.io import atomic_directory, write_json
-from recsys.runtime import cpu_threads, deterministic_kernels, resolve_device, seeded
+from recsys.runtime import (
+    Precision,
+    autocast,
+    cpu_threads,
+    deterministic_kernels,
+    resolve_device,
+    resolve_precision,
+    seeded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +116,8 @@ class EmbeddingTrainConfig(BaseModel):
                                     "this process may use). 1 (default) is bitwise reproducible run to run; with "
                                     "more threads float reductions can differ between runs")
     infer_batch_size: int = Field(128, gt=0, description="items per inference batch (benchmarks/fusion_inference.py)")
+    precision: Precision = Field("auto", description="training forward precision (recsys.runtime): auto = bf16 "
+                                 "autocast where the hardware has native bf16, else fp32; weights, outputs stay fp32")
 
     @model_validator(mode="after")
     def _check(self) -> EmbeddingTrainConfig:
@@ -214,7 +224,8 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextToke
     # what the run depends on besides its config: a checkpoint from other inputs is not resumed
     meta = {**cfg.resume_meta(), "fingerprint": input_fingerprint(
         encoded.item_ids, encoded.text.tokens.shape, *[a for v in data.values() for a in v[3:5]],
-        text=encoder_signature(encoded.info) + "\n".join(text_index))}
+        text=encoder_signature(encoded.info) + "\n".join(text_index)),
+        "precision": resolve_precision(cfg.precision, dev)}  # "auto" as resolved here: no resuming across precisions
 
     def get_batch(step: int):
         """Batch of step `step`: depends only on (seed, step), so resuming reproduces it."""
@@ -278,7 +289,8 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextToke
             name, task, qb, tb, labels, positives = get_batch(step)
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
             mask = positives if cfg.mask_known_positives else None
-            loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name, positives=mask)
+            with autocast(dev, cfg.precision):
+                loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name, positives=mask)
             chance = _chance_loss(loss_fn, len(labels), labels, name, mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

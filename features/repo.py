@@ -10,9 +10,10 @@ Layout (everything under the run directory, every path in it relative, so the di
         repo_definitions.py     calls build_definitions, so `feast apply` works from this directory
         data/<source>.parquet   item_embedding, user_interests, item_stats, user_stats (microsecond timestamps)
         data/registry.db, data/online_store.db
+        data/sources.json       per source, the sha256 digest of the file as written and its stat (size, mtime,
+                                inode): materialize hashes a source only when its stat no longer matches
         data/materialized.json  what the online store holds: its identity (project, store, connection) and, per view,
-                                the end materialized up to and the digest of the source it came from (recomputed
-                                only when the file's size, mtime or inode changed)
+                                the end materialized up to and the digest of the source it came from
 
 `FeatureRepo(run_dir)` opens an existing repository and never creates one; `FeatureRepo(run_dir, cfg)` creates or
 updates it (the writer, the features stage).
@@ -274,7 +275,26 @@ class FeatureRepo:
                 pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True,
                                row_group_size=SOURCE_ROW_GROUP)
             written[name] = path
+        digests = self._source_digests()
+        digests.update({name: {"digest": _digest(path), "stat": _stat_key(path)} for name, path in written.items()})
+        write_json(self.data_dir / "sources.json", digests)
         return written
+
+    def _source_digests(self) -> dict[str, dict]:
+        path = self.data_dir / "sources.json"
+        try:
+            return json.loads(path.read_text()) if path.is_file() else {}
+        except ValueError:  # a torn or edited record: hash the sources again
+            return {}
+
+    def _digest_of(self, name: str, path: Path, known: dict | None) -> str:
+        """The source's content digest: from the materialization record or the write record while the file's
+        stat still matches theirs (a rewrite by rename changes it), else hashed now."""
+        stat = _stat_key(path)
+        for record in (known, self._source_digests().get(name)):
+            if record and record.get("stat") == stat:
+                return record.get("source") or record["digest"]
+        return _digest(path)
 
     # ------------------------------------------------------------------ feast
     @property
@@ -405,7 +425,7 @@ class FeatureRepo:
         stat = _stat_key(path)
         # the content digest decides; it is recomputed only when the file's stat changed (a copied or touched
         # directory hashes again and finds the same digest)
-        digest = prev["source"] if prev and prev.get("stat") == stat else _digest(path)
+        digest = self._digest_of(name, path, prev)
         start = _utc(prev["end"]) if prev and prev["source"] == digest else None
         rows = written = 0
         if start is None or start < end:

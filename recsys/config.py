@@ -36,6 +36,7 @@ from ranking.lgbm import LGBMConfig
 from ranking.negatives import NegativeSamplingConfig
 from ranking.simulate import SimulationConfig
 from recsys.data.config import DataConfig
+from recsys.runtime import Precision
 from recsys.world.config import WorldConfig
 
 
@@ -109,6 +110,9 @@ class RunConfig(_Section):
     num_threads: int | None = Field(
         1, ge=1, description="CPU threads of each compute pool (torch, BLAS/OpenMP, LightGBM, DuckDB) in every stage "
                              "that does not set its own; None = every core this process may use (recsys.runtime)")
+    precision: Precision = Field(
+        "auto", description="training forward precision of every stage that does not set its own: auto (bf16 "
+                            "autocast where the hardware multiplies bf16 natively, else fp32), fp32 or bf16")
     data: DataConfig = Field(default_factory=DataConfig)
     world: WorldConfig = Field(default_factory=WorldConfig)
     encoders: EncoderConfig = Field(default_factory=EncoderConfig)
@@ -155,7 +159,7 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _propagate_seed_and_device(self) -> RunConfig:
-        """The run's seed, device and num_threads reach every stage config that did not set its own."""
+        """The run's seed, device, num_threads and precision reach every stage config that did not set its own."""
 
         def visit(model: BaseModel) -> None:
             for name in type(model).model_fields:
@@ -170,6 +174,8 @@ class RunConfig(_Section):
                 object.__setattr__(model, "device", self.device)
             if "num_threads" in type(model).model_fields and "num_threads" not in model.model_fields_set:
                 object.__setattr__(model, "num_threads", self.num_threads)
+            if "precision" in type(model).model_fields and "precision" not in model.model_fields_set:
+                object.__setattr__(model, "precision", self.precision)
 
         visit(self)
         return self

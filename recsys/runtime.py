@@ -5,6 +5,9 @@
   a positive int -> exactly that many threads in each compute pool (torch, BLAS/OpenMP, LightGBM, DuckDB). The run
   config's top-level `num_threads` (default 1) reaches every stage that does not set its own; `cpu_threads`
   applies it for the duration of a block and restores the previous counts after.
+- precision: "auto" -> bfloat16 autocast in training where the hardware multiplies bf16 natively (CUDA with
+  bf16, a CPU with AVX512-BF16 or AMX), else float32; "fp32" / "bf16" force one. Weights, optimizer state and
+  every saved or served vector stay float32: only the training forward's matmuls and convolutions run in bf16.
 - determinism: training blocks run inside `deterministic_kernels()` with a fixed thread count.
 - seeds: a stage runs its seeded work inside `seeded(cfg.seed)` (or draws from local generators seeded from its
   config); the caller's global random state is never reset. The run config derives every stage's seed from the
@@ -17,6 +20,7 @@ import contextlib
 import os
 import random
 from collections.abc import Iterator
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -26,6 +30,36 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Does this device multiply bfloat16 natively (fast), rather than emulating it (slower than float32)?"""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and (torch.cpu._is_avx512_bf16_supported()
+                                                              or torch.cpu._is_amx_tile_supported()))
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" -> "bf16" where `native_bf16(device)`, else "fp32"; "fp32" and "bf16" are kept."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The training forward's mixed-precision context: bf16 autocast, or nothing for fp32."""
+    if resolve_precision(precision, device) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def available_cores() -> int:

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from embedding.cre.sequences import SEQUENCE_KINDS
 from embedding.tasks import PairConfig
+from recsys.runtime import Precision
 
 # settings that change how a run is observed or how fast it runs, not what it computes: a checkpoint written
 # with other values of these is still resumed
@@ -75,6 +76,8 @@ class CREConfig(BaseModel):
                                     "this process may use). 1 (default) is bitwise reproducible run to run; "
                                     "with more threads the weights differ slightly between runs (BENCHMARKS.md)")
     infer_batch_size: int = Field(128, gt=0, description="items per inference batch (benchmarks/fusion_inference.py)")
+    precision: Precision = Field("auto", description="training forward precision (recsys.runtime): auto = bf16 "
+                                 "autocast where the hardware has native bf16, else fp32; weights, outputs stay fp32")
 
     @model_validator(mode="after")
     def _check(self) -> CREConfig:

@@ -51,7 +51,7 @@ from embedding.schedule import warmup_cosine_schedule
 from recsys.checkpoint import load_checkpoint, save_checkpoint
 from recsys.data.dataset import Dataset
 from recsys.io import atomic_directory, write_json
-from recsys.runtime import cpu_threads, deterministic_kernels, resolve_device, seeded
+from recsys.runtime import autocast, cpu_threads, deterministic_kernels, resolve_device, resolve_precision, seeded
 
 log = logging.getLogger(__name__)
 
@@ -192,14 +192,15 @@ def train_step(state: CREState, cfg: CREConfig) -> dict:
     lr = state.optimizer.param_groups[0]["lr"]  # the schedule's value for this step (model or temperature group)
     rng = np.random.default_rng([cfg.seed, step])  # the batch of step s depends only on (seed, s)
     torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
-    if stage == "seq2item":
-        loss, parts = state.objectives.seq2item(state.seq2item.sample(rng), state.embed, state.bank)
-    else:
-        loss, parts = state.objectives.id2item(state.id2item.sample(rng), state.embed)
-        if state.seq2item is not None and cfg.id2item_seq2item_weight > 0:  # multi-task: keep stage 1's loss
-            l_s, _ = state.objectives.seq2item(state.seq2item.sample(rng), state.embed, state.bank)
-            loss = loss + cfg.id2item_seq2item_weight * l_s
-            parts["seq2item"] = float(l_s.detach())
+    with autocast(state.embed.device, cfg.precision):
+        if stage == "seq2item":
+            loss, parts = state.objectives.seq2item(state.seq2item.sample(rng), state.embed, state.bank)
+        else:
+            loss, parts = state.objectives.id2item(state.id2item.sample(rng), state.embed)
+            if state.seq2item is not None and cfg.id2item_seq2item_weight > 0:  # multi-task: keep stage 1's loss
+                l_s, _ = state.objectives.seq2item(state.seq2item.sample(rng), state.embed, state.bank)
+                loss = loss + cfg.id2item_seq2item_weight * l_s
+                parts["seq2item"] = float(l_s.detach())
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(state.clip_params, cfg.grad_clip)
@@ -259,7 +260,9 @@ def run_cre(ds: Dataset, encoded: EncodedItems, base_model_dir: str | Path, teac
                                     *[a for name in tmat for a in tmat[name]],
                                     files=(base_model_dir / "model.safetensors",),
                                     text=encoder_signature(encoded.info))
-    meta = {**cfg.resume_meta(), "fingerprint": fingerprint}
+    dev = resolve_device(device)
+    # "auto" precision is resolved on this machine: a checkpoint trained in another precision is not resumed
+    meta = {**cfg.resume_meta(), "fingerprint": fingerprint, "precision": resolve_precision(cfg.precision, dev)}
 
     # a finished run with the same config and inputs is not trained again
     summary_path = out_dir / SUMMARY_NAME
@@ -270,7 +273,6 @@ def run_cre(ds: Dataset, encoded: EncodedItems, base_model_dir: str | Path, teac
             return CREResult(model_dir, done["metrics"], done["steps_per_sec"],
                              heads_path if heads_path.is_file() else None, done.get("info", {}))
 
-    dev = resolve_device(device)
     with cpu_threads(cfg.num_threads), seeded(cfg.seed), deterministic_kernels():
         state, data = build_state(ds, encoded, base_model_dir, tmat, cfg, dev, history_events, eval_targets)
         if restore_state(state, ckpt_dir, meta, dev):

@@ -16,6 +16,7 @@ from embedding.tasks import PairConfig
 from embedding.train import EmbeddingTrainConfig, StageConfig, train_embedding
 from recsys.checkpoint import STATE_NAME
 from recsys.data.dataset import Dataset
+from recsys.runtime import native_bf16
 
 
 def tiny_cfg(steps: int = 6, **kw) -> EmbeddingTrainConfig:
@@ -77,6 +78,9 @@ def test_train_resume_equals_uninterrupted(pair_world, tmp_path):
     # a checkpoint from other settings, or from other inputs, is refused, naming what differs
     with pytest.raises(ValueError, match="batch_size"):
         train_embedding(ds, enc, tiny_cfg(steps=6, batch_size=8), tmp_path / "cut", "cpu", texts)
+    with pytest.raises(ValueError, match="precision"):  # trained in the other precision
+        other = "fp32" if cfg.precision != "fp32" and native_bf16(torch.device("cpu")) else "bf16"
+        train_embedding(ds, enc, tiny_cfg(steps=6, precision=other), tmp_path / "cut", "cpu", texts)
     fewer = Dataset(ds.manifest, ds.items, ds.interactions.iloc[40:])  # other interactions: other pairs
     with pytest.raises(ValueError, match="fingerprint"):
         train_embedding(fewer, enc, cfg, tmp_path / "cut", "cpu", texts)

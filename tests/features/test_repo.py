@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from feast import FeatureStore
 
@@ -84,6 +86,30 @@ def test_materialize_online_matches_offline_and_is_idempotent(fw, world, tmp_pat
     fw.assert_online_equals_offline(repo, users, cands, t2, FULL_SERVICE)
     # also through the CLI entry point, on the reopened repository
     assert materialize_repo(repo.run_dir, t2)["total_rows"] == 0
+
+
+def test_sources_are_hashed_once_where_written_and_again_only_when_changed_elsewhere(fw, world, tmp_path,
+                                                                                    monkeypatch):
+    """The write records each source's digest; materialize reuses it while the file's stat matches, and a source
+    replaced behind the repository's back (same timestamps, other vectors) is hashed again and rematerialized."""
+    import features.repo as repo_module
+
+    items, ev = world
+    t = fw.START + pd.Timedelta(days=8)
+    repo = fw.build_repo(tmp_path / "run", items, ev)
+    hashed = []
+    real_digest = repo_module._digest
+    monkeypatch.setattr(repo_module, "_digest", lambda path: hashed.append(path.name) or real_digest(path))
+    assert repo.materialize(t)["rows"]["item_embedding"] == len(items)
+    assert hashed == []
+    path = repo.paths()["item_embedding"]
+    table = pq.read_table(path)
+    flipped = pa.array([[-x for x in v] for v in table["embedding"].to_pylist()], type=table["embedding"].type)
+    pq.write_table(table.set_column(table.schema.get_field_index("embedding"), "embedding", flipped), path)
+    again = repo.materialize(t)
+    assert hashed == ["item_embedding.parquet"]
+    assert again["rows"]["item_embedding"] == len(items) and again["rows"]["item_stats"] == 0
+    fw.assert_online_equals_offline(repo, [1, 3], [*items["item_id"]], t, FULL_SERVICE)
 
 
 def test_feast_cli_apply_from_generated_repo(fw, world, tmp_path):
