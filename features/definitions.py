@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic import Field as PField
 
 from features import match_features as mf
-from features.schema import ROW_TIME, sid_columns
+from features.schema import CF_ITEM_VECTOR, CF_USER_VECTOR, ROW_TIME, sid_columns
 
 SERVICE_BY_VARIANT = {"baseline": "ranking_baseline_v1", "match": "ranking_match_v1",
                       "match_sid": "ranking_match_sid_v1"}
@@ -63,6 +63,8 @@ class FeatureConfig(BaseModel):
     redis_connection: str = PField("127.0.0.1:6379", description="Feast redis connection_string")
     num_threads: int | None = PField(1, ge=1, description="DuckDB threads of point-in-time retrieval (None = every "
                                                           "usable core; recsys.runtime.resolve_threads)")
+    cf_dim: int = PField(0, ge=0, description="width of the ID teacher's user and item vectors behind the "
+                                              "collaborative score cf_score; 0 = no collaborative views")
 
     @model_validator(mode="after")
     def _prefix_within_embedding(self) -> FeatureConfig:
@@ -73,7 +75,8 @@ class FeatureConfig(BaseModel):
 
 
 def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = None) -> list:
-    """All Feast objects of the repository, with sources at `paths[name]` for name in features.schema.SOURCES.
+    """All Feast objects of the repository, with sources at `paths[name]` for name in
+    features.schema.source_names(cfg.cf_dim > 0).
 
     Paths are written into the registry as given: pass them relative to the repository directory (file store) so
     the registry survives a move; Spark reads relative paths against its working directory, so FeatureRepo gives
@@ -181,10 +184,11 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
     # --- on-demand views: match features, computed per (user, candidate) at request time by the registry
     # functions of features.match_features (schema derived from the registry; the SID view's from L, whose
     # udf reads L off the sid_0..sid_{L-1} inputs declared here).
-    def odfv(name: str, registry: dict, udf, item_inputs, user_inputs) -> OnDemandFeatureView:
+    def odfv(name: str, registry: dict, udf, item_inputs, user_inputs, item_view=item_embedding,
+             user_view=user_interests) -> OnDemandFeatureView:
         return OnDemandFeatureView(
             name=name,
-            sources=[item_embedding[list(item_inputs)], user_interests[list(user_inputs)]],
+            sources=[item_view[list(item_inputs)], user_view[list(user_inputs)]],
             # no per-field description: Feast 0.67 compares declared Fields (description included) with the
             # ones it infers by running the udf, so a description makes `apply` fail. Docs live on the functions.
             schema=[Field(name=n, dtype=Float64) for n in registry],
@@ -203,10 +207,42 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
     sid_match_v1 = odfv("sid_match_v1", mf.sid_match_features(cfg.sid_levels), mf.sid_match_v1_udf, sid_fields,
                         ["recent_items", "recent_sids", "centroid_sids"])
 
-    # --- feature services: one per ranking model version, named by SERVICE_BY_VARIANT
-    stats = [item_stats, user_stats]
+    collaborative = []
+    if cfg.cf_dim:
+        # The ID teacher's user and item vectors (embedding.teachers, trained on the train period only), stamped
+        # with the end of that period: what a production ranker's collaborative model knows.
+        user_cf = FeatureView(
+            name="user_cf",
+            entities=[user],
+            ttl=TTL,
+            schema=[Field(name=CF_USER_VECTOR, dtype=Array(Float32),
+                          description=f"ID two-tower user vector, {cfg.cf_dim} dims (unit)"),
+                    Field(name=ROW_TIME, dtype=Int64, description="the row's own time, microseconds since the epoch")],
+            online=True,
+            source=source("user_cf"),
+            tags={"team": "recsys", "cf_dim": str(cfg.cf_dim)},
+        )
+        item_cf = FeatureView(
+            name="item_cf",
+            entities=[item],
+            ttl=TTL,
+            schema=[Field(name=CF_ITEM_VECTOR, dtype=Array(Float32),
+                          description=f"ID two-tower item vector, {cfg.cf_dim} dims (unit)"),
+                    Field(name=ROW_TIME, dtype=Int64, description="the row's own time, microseconds since the epoch")],
+            online=True,
+            source=source("item_cf"),
+            tags={"team": "recsys", "cf_dim": str(cfg.cf_dim)},
+        )
+        # Collaborative score: cosine of the user's and the candidate's ID vectors (NaN for an unknown id).
+        cf_v1 = odfv("cf_v1", mf.COLLABORATIVE_FEATURES, mf.cf_v1_udf, [CF_ITEM_VECTOR], [CF_USER_VECTOR],
+                     item_view=item_cf, user_view=user_cf)
+        collaborative = [user_cf, item_cf, cf_v1]
+
+    # --- feature services: one per ranking model version, named by SERVICE_BY_VARIANT; every one carries the
+    # collaborative score where the repository has it (the strongest baseline a match feature must beat)
+    stats = [item_stats, user_stats, *collaborative[2:]]
     services = [
-        # Engagement statistics only (the baseline ranker).
+        # Engagement statistics (+ the collaborative score) only: the baseline ranker.
         FeatureService(name=SERVICE_BY_VARIANT["baseline"], features=stats, tags={"team": "recsys"},
                        description="stats baseline"),
         # Statistics + embedding match features.
@@ -218,4 +254,5 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
                                  sid_match_v1],
                        tags={"team": "recsys"}, description="stats + embedding match + semantic IDs"),
     ]
-    return [user, item, item_embedding, user_interests, item_stats, user_stats, match_v1, sid_match_v1, *services]
+    return [user, item, item_embedding, user_interests, item_stats, user_stats, *collaborative[:2], match_v1,
+            sid_match_v1, *collaborative[2:], *services]

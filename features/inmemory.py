@@ -15,8 +15,8 @@ import pandas as pd
 
 from features.definitions import FeatureConfig
 from features.interests import InterestConfig, mine_interests
-from features.match_features import compute_match_frame, match_feature_registry
-from features.schema import check_sid_columns
+from features.match_features import compute_match_frame, derived_feature_registry
+from features.schema import CF_ITEM_VECTOR, CF_USER_VECTOR, check_sid_columns
 from features.serving import ServiceLayout, finalize
 from features.statistics import StatsConfig, entity_stats_asof
 from features.tables import interest_config_for
@@ -27,12 +27,19 @@ class InMemoryFeatures:
     """Point-in-time features for (user, candidate) pairs from a history frame, as the Feast service defines them.
 
     layout: `features.serving.service_layout(store, service)` of the service the ranker was trained on; cfg: the
-    FeatureConfig of that repository (its semantic-ID levels and prefix).
+    FeatureConfig of that repository (its semantic-ID levels and prefix); collaborative: its user_cf and item_cf
+    source tables (required when cfg.cf_dim > 0), as of their event_timestamp like every other row.
     """
 
     def __init__(self, item_embeddings: pd.DataFrame, positive: PositiveRule, layout: ServiceLayout,
                  cfg: FeatureConfig, interest_cfg: InterestConfig | None = None,
-                 stats_cfg: StatsConfig | None = None):
+                 stats_cfg: StatsConfig | None = None,
+                 collaborative: tuple[pd.DataFrame, pd.DataFrame] | None = None):
+        if cfg.cf_dim and collaborative is None:
+            raise ValueError("the repository has collaborative views (cf_dim > 0): pass its user_cf and item_cf "
+                             "tables as `collaborative`")
+        self.collaborative = None if not cfg.cf_dim else tuple(
+            t.assign(event_timestamp=pd.to_datetime(t["event_timestamp"], utc=True)) for t in collaborative)
         self.sid_columns = check_sid_columns(item_embeddings, cfg.sid_levels)
         self.item_embeddings = item_embeddings
         created = pd.to_datetime(item_embeddings["event_timestamp"], utc=True)
@@ -66,7 +73,12 @@ class InMemoryFeatures:
         out = (out.merge(ustats, on="user_id", how="left").merge(istats, on="item_id", how="left")
                .merge(interests, on="user_id", how="left")
                .merge(known, left_on="item_id", right_index=True, how="left"))
-        registry = match_feature_registry(self.cfg.sid_levels)
+        if self.collaborative is not None:
+            for table, key, column in zip(self.collaborative, ("user_id", "item_id"), (CF_USER_VECTOR, CF_ITEM_VECTOR)):
+                asof = table.loc[table["event_timestamp"] <= at].sort_values("event_timestamp", kind="stable")
+                asof = asof.drop_duplicates(key, keep="last").set_index(key)[[column]]
+                out = out.merge(asof, left_on=key, right_index=True, how="left")
+        registry = derived_feature_registry(self.cfg.sid_levels)
         derived = {name: registry[name] for name in self.layout["derived"]}
         if derived:
             match = compute_match_frame(out, out, derived)

@@ -14,6 +14,10 @@ ranking model but never defines them. What follows is our own design, written do
     recent positive items, else 0;
   - `sid_top_centroid_match_l{l}` = 1 if it equals the prefix of the user's top-weight interest medoid, else 0.
 
+* collaborative score (`COLLABORATIVE_FEATURES`, where FeatureConfig.cf_dim > 0): `cf_score`, the cosine of the ID
+  teacher's user and item vectors. It belongs to the baseline (what a production ranker has), not to the match
+  features under test, and is defined here so that Feast, retrieval and the simulation compute it the same way.
+
 Missing inputs (unknown user, unknown item, or no history): similarities are NaN (LightGBM treats NaN as missing;
 "no information" is not "zero similarity"), counts and matches are 0. Every function takes two aligned frames
 (row r of `user` and row r of `item` describe the same example; they may be the same frame) and returns a float64
@@ -34,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from features.schema import sid_columns
+from features.schema import CF_ITEM_VECTOR, CF_USER_VECTOR, sid_columns
 
 SIM_THRESHOLD = 0.5
 """Cosine threshold on Matryoshka prefixes for `hist_sim_count`."""
@@ -257,6 +261,21 @@ def hist_sim_count(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
     return out
 
 
+# ------------------------------------------------------------------------------------ collaborative score
+def cf_score(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
+    """Cosine of the ID teacher's user vector and the candidate's item vector (NaN when either id is unknown)."""
+    cand, cand_ok = _unit_rows(item[CF_ITEM_VECTOR])
+    vec, vec_ok = _unit_rows(user[CF_USER_VECTOR], width=cand.values.shape[1])
+    out = _einsum_rows("rd,rd->r", vec, cand)
+    out[~(cand_ok & vec_ok)] = np.nan
+    return out
+
+
+COLLABORATIVE_FEATURES: dict[str, MatchFn] = {"cf_score": cf_score}
+"""The collaborative score of the baseline (FeatureConfig.cf_dim > 0): not a match feature under test, the
+signal a production ranker already has."""
+
+
 # ---------------------------------------------------------------------------------- semantic-ID match features
 def _sid_recent(level: int, levels: int) -> MatchFn:
     def f(user: pd.DataFrame, item: pd.DataFrame) -> np.ndarray:
@@ -305,6 +324,11 @@ def match_feature_registry(sid_levels: int) -> dict[str, MatchFn]:
     return {**EMBEDDING_MATCH_FEATURES, **sid_match_features(sid_levels)}
 
 
+def derived_feature_registry(sid_levels: int) -> dict[str, MatchFn]:
+    """Every feature an on-demand view computes: the collaborative score, then the match features."""
+    return {**COLLABORATIVE_FEATURES, **match_feature_registry(sid_levels)}
+
+
 def compute_match_frame(user: pd.DataFrame, item: pd.DataFrame, features: Mapping[str, MatchFn]) -> pd.DataFrame:
     """The given match features (name -> function, e.g. `match_feature_registry(L)`) for aligned user/item rows."""
     out = {}
@@ -317,7 +341,7 @@ def compute_match_frame(user: pd.DataFrame, item: pd.DataFrame, features: Mappin
     return pd.DataFrame(out, index=user.index)
 
 
-# The two functions below are the bodies of the Feast on-demand views. Feast 0.67 re-creates an on-demand view's
+# The functions below are the bodies of the Feast on-demand views. Feast 0.67 re-creates an on-demand view's
 # function from its SOURCE TEXT with only `pd`/`np` in scope (feast.transformation.udf_rehydrate), so each body
 # imports what it needs itself. Keep them tiny: all logic lives in the registries above.
 def match_v1_udf(inputs: pd.DataFrame) -> pd.DataFrame:
@@ -333,3 +357,9 @@ def sid_match_v1_udf(inputs: pd.DataFrame) -> pd.DataFrame:
     # the view's inputs are the item's sid_0..sid_{L-1} as declared from FeatureConfig.sid_levels
     return compute_match_frame(inputs, inputs, sid_match_features(sid_levels_of(inputs.columns))).reset_index(
         drop=True)
+
+
+def cf_v1_udf(inputs: pd.DataFrame) -> pd.DataFrame:
+    from features.match_features import COLLABORATIVE_FEATURES, compute_match_frame
+
+    return compute_match_frame(inputs, inputs, COLLABORATIVE_FEATURES).reset_index(drop=True)

@@ -38,7 +38,15 @@ from feast import FeatureView
 from features.definitions import FULL_SERVICE, FeatureConfig, build_definitions
 from features.online_write import write_window
 from features.retrieval import historical_features
-from features.schema import REQUIRED_COLUMNS, ROW_TIME, ROW_TIME_SOURCES, SOURCES, check_sid_columns
+from features.schema import (
+    CF_ITEM_VECTOR,
+    CF_USER_VECTOR,
+    REQUIRED_COLUMNS,
+    ROW_TIME,
+    ROW_TIME_SOURCES,
+    check_sid_columns,
+    source_names,
+)
 from features.serving import OnlineReader
 from recsys.errors import ConfigError, DataError
 from recsys.io import atomic_file, write_json, write_text
@@ -46,7 +54,7 @@ from recsys.runtime import resolve_threads
 
 SOURCE_ROW_GROUP = 1024
 """Rows per parquet row group of a source: materialization reads only the groups that hold a view's latest rows."""
-SHAPE_KEYS = ("embedding_dim", "sid_levels", "prefix_dim")
+SHAPE_KEYS = ("embedding_dim", "sid_levels", "prefix_dim", "cf_dim")
 """FeatureConfig fields that fix the registered schema (tagged on the views; a run directory keeps them)."""
 
 _YAML = """\
@@ -82,11 +90,12 @@ _DEFINITIONS_STUB = '''\
 from pathlib import Path
 
 from features.definitions import FeatureConfig, build_definitions
-from features.schema import SOURCES
+from features.schema import source_names
 
 _here = Path(__file__).resolve().parent
 _cfg = FeatureConfig.model_validate_json((_here / "feature_config.json").read_text())
-_paths = {s: Path("data") / f"{s}.parquet" for s in SOURCES}  # relative: Feast resolves them against this directory
+# relative: Feast resolves them against this directory
+_paths = {s: Path("data") / f"{s}.parquet" for s in source_names(_cfg.cf_dim > 0)}
 if _cfg.offline_store in ("spark", "duckdb"):  # they read relative paths against the working directory
     _paths = {s: _here / p for s, p in _paths.items()}
 for _obj in build_definitions(_paths, _cfg):
@@ -171,7 +180,8 @@ class FeatureRepo:
 
     # ------------------------------------------------------------------ files
     def paths(self) -> dict[str, Path]:
-        return {s: self.data_dir / f"{s}.parquet" for s in SOURCES}
+        """The parquet source of each feature view (the collaborative ones only where cfg.cf_dim > 0)."""
+        return {s: self.data_dir / f"{s}.parquet" for s in source_names(self.cfg.cf_dim > 0)}
 
     def write_config(self) -> None:
         """feature_store.yaml, feature_config.json and repo_definitions.py (idempotent)."""
@@ -195,7 +205,7 @@ class FeatureRepo:
         if not (self.data_dir / "registry.db").is_file():
             return {}
         shape: dict[str, int] = {}
-        for view in ("item_embedding", "user_interests"):
+        for view in ("item_embedding", "user_interests", "user_cf"):
             try:
                 tags = self.store.get_feature_view(view).tags
             except Exception:  # noqa: BLE001 - not registered yet
@@ -210,16 +220,17 @@ class FeatureRepo:
                 raise DataError(f"{key} {getattr(self.cfg, key)} in the config differs from the registered {key} "
                                 f"{registered}; use a new run directory (or re-apply deliberately)")
 
-    def check_embedding_dim(self, df: pd.DataFrame, file: str = "item_embedding") -> None:
-        """Reject vectors whose length is not the declared dimension, naming the items."""
-        expected = self.cfg.embedding_dim
-        lengths = _lengths(df["embedding"])
+    def check_embedding_dim(self, df: pd.DataFrame, file: str = "item_embedding", column: str = "embedding",
+                            key: str = "item_id", expected: int | None = None) -> None:
+        """Reject vectors whose length is not the declared dimension (default: embedding_dim), naming the ids."""
+        expected = self.cfg.embedding_dim if expected is None else expected
+        lengths = _lengths(df[column])
         bad = np.flatnonzero(lengths != expected)
         if len(bad):
-            ex = df.iloc[bad[:5]][["item_id"]].assign(dim=lengths[bad[:5]])
-            first = df["item_id"].iloc[bad[0]]
-            raise DataError(f"{len(bad)} item embeddings have the wrong dimension: item {first} has "
-                            f"{lengths[bad[0]]} dims, expected {expected}", file=file, column="embedding",
+            ex = df.iloc[bad[:5]][[key]].assign(dim=lengths[bad[:5]])
+            first = f"{key.removesuffix('_id')} {df[key].iloc[bad[0]]}"
+            raise DataError(f"{len(bad)} vectors of {file} have the wrong dimension: {first} has "
+                            f"{lengths[bad[0]]} dims, expected {expected}", file=file, column=column,
                             examples=ex)
 
     def check_interest_widths(self, df: pd.DataFrame, file: str = "user_interests") -> None:
@@ -243,12 +254,13 @@ class FeatureRepo:
     def write(self, sources: dict[str, str | Path | pd.DataFrame]) -> dict[str, Path]:
         """Validate and (atomically) write source tables into the repo's data directory.
 
-        `sources` maps names in SOURCES to a parquet path or a DataFrame. Timestamps are written as UTC
+        `sources` maps names of `paths()` to a parquet path or a DataFrame. Timestamps are written as UTC
         microseconds (Spark cannot read nanosecond parquet). Returns the written paths.
         """
-        unknown = set(sources) - set(SOURCES)
+        unknown = set(sources) - set(self.paths())
         if unknown:
-            raise DataError(f"unknown feature sources {sorted(unknown)}; expected some of {list(SOURCES)}")
+            hint = " (the collaborative sources need FeatureConfig.cf_dim > 0)" if self.cfg.cf_dim == 0 else ""
+            raise DataError(f"unknown feature sources {sorted(unknown)}; expected some of {list(self.paths())}{hint}")
         self.check_registered_shape()
         self.write_config()
         written = {}
@@ -263,6 +275,9 @@ class FeatureRepo:
                 check_sid_columns(df, self.cfg.sid_levels, file)
             elif name == "user_interests":
                 self.check_interest_widths(df, file)
+            elif name in ("user_cf", "item_cf"):
+                column, key = (CF_USER_VECTOR, "user_id") if name == "user_cf" else (CF_ITEM_VECTOR, "item_id")
+                self.check_embedding_dim(df, file, column, key, self.cfg.cf_dim)
             df = df.copy()
             df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).dt.as_unit("us")
             # time order: the latest rows of every entity share the last row groups (features.online_write)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from features.definitions import FeatureConfig
 from features.interests import InterestConfig, daily_snapshots, mine_interests
+from features.schema import CF_ITEM_VECTOR, CF_USER_VECTOR
 from features.statistics import StatsConfig, item_stats, user_stats
 from recsys.data.dataset import Dataset
 from recsys.errors import ConfigError
@@ -46,3 +47,12 @@ def build_feature_tables(ds: Dataset, item_embeddings: pd.DataFrame, start, end,
         "item_stats": item_stats(inter, pos, snaps, stats_cfg),
         "user_stats": user_stats(inter, pos, snaps, stats_cfg),
     }
+
+
+def collaborative_tables(user_vectors: pd.DataFrame, item_vectors: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The user_cf and item_cf sources from a teacher's export (embedding.teachers.export: id, embedding,
+    event_timestamp = the end of the period it was trained on)."""
+    return {"user_cf": user_vectors[["user_id", "event_timestamp", "embedding"]].rename(
+                columns={"embedding": CF_USER_VECTOR}),
+            "item_cf": item_vectors[["item_id", "event_timestamp", "embedding"]].rename(
+                columns={"embedding": CF_ITEM_VECTOR})}

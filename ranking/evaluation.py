@@ -8,7 +8,7 @@ variant's AUC on it gets its own interval.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,22 +60,28 @@ def segment_auc(y: np.ndarray, users: np.ndarray, p: np.ndarray, name: str, mask
 
 
 def evaluate_variants(y: np.ndarray, users: np.ndarray, predictions: Mapping[str, np.ndarray], baseline: str, *,
-                      comparisons: Mapping[str, str] | None = None, segments: Mapping[str, np.ndarray] | None = None,
-                      n_bootstrap: int = 200, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+                      comparisons: Mapping[str, str] | None = None, ranker_baselines: Mapping[str, str] | None = None,
+                      segments: Mapping[str, np.ndarray] | None = None, n_bootstrap: int = 200, seed: int = 0,
+                      alpha: float = 0.05) -> pd.DataFrame:
     """One row per variant (in `predictions` order): variant, metrics with CIs, GAUC coverage,
-    {auc,gauc,logloss}_diff_vs_<baseline>(+_lo/_hi), ref_variant with {auc,gauc}_diff_vs_ref(+_lo/_hi), and per
-    segment n_<name>, auc_<name>(+_lo/_hi).
+    {auc,gauc,logloss}_diff_vs_baseline(+_lo/_hi) against `baseline`, ranker_baseline with
+    {auc,gauc}_diff_vs_ranker(+_lo/_hi), ref_variant with {auc,gauc}_diff_vs_ref(+_lo/_hi), and per segment
+    n_<name>, auc_<name>(+_lo/_hi).
 
-    comparisons: variant -> reference variant; segments: name -> bool mask over the test rows.
+    baseline: the reference of every variant (the strongest baseline); ranker_baselines: variant -> the baseline
+    of its own ranker; comparisons: variant -> another reference (e.g. its content-only twin); segments: name ->
+    bool mask over the test rows.
     """
     y = np.asarray(y, dtype=np.float64)
     users = np.asarray(users)
     comparisons, segments = dict(comparisons or {}), dict(segments or {})
+    ranker_baselines = dict(ranker_baselines or {})
     if baseline not in predictions:
         raise ValueError(f"baseline '{baseline}' is not one of the variants {list(predictions)}")
-    unknown = sorted({*comparisons, *comparisons.values()} - set(predictions))
-    if unknown:
-        raise ValueError(f"comparisons name variants that were not run: {unknown}")
+    for what, refs in (("comparisons", comparisons), ("ranker_baselines", ranker_baselines)):
+        unknown = sorted({*refs, *refs.values()} - set(predictions))
+        if unknown:
+            raise ValueError(f"{what} name variants that were not run: {unknown}")
     masks = {name: np.asarray(mask, dtype=bool) for name, mask in segments.items()}
     for name, mask in masks.items():
         if mask.shape != y.shape:
@@ -85,8 +91,11 @@ def evaluate_variants(y: np.ndarray, users: np.ndarray, predictions: Mapping[str
         p = np.asarray(p, dtype=np.float64)
         row: dict = {"variant": variant, **variant_metrics(y, p, users, n_bootstrap, seed, alpha)}
         base = None if variant == baseline else predictions[baseline]
-        row.update(paired_differences(y, users, p, base, f"vs_{baseline}", tuple(METRICS), n_bootstrap, seed,
-                                      alpha))
+        row.update(paired_differences(y, users, p, base, "vs_baseline", tuple(METRICS), n_bootstrap, seed, alpha))
+        own = ranker_baselines.get(variant)
+        row["ranker_baseline"] = own
+        row.update(paired_differences(y, users, p, None if own is None else predictions[own], "vs_ranker",
+                                      REFERENCE_METRICS, n_bootstrap, seed, alpha))
         ref = comparisons.get(variant)
         row["ref_variant"] = ref
         row.update(paired_differences(y, users, p, None if ref is None else predictions[ref], "vs_ref",
@@ -95,3 +104,17 @@ def evaluate_variants(y: np.ndarray, users: np.ndarray, predictions: Mapping[str
             row.update(segment_auc(y, users, p, name, mask, n_bootstrap, seed, alpha))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def paired_table(y: np.ndarray, users: np.ndarray, predictions: Mapping[str, np.ndarray],
+                 pairs: Sequence[tuple[str, str, str]], n_bootstrap: int = 200, seed: int = 0,
+                 alpha: float = 0.05) -> pd.DataFrame:
+    """One row per (label, variant, reference): the paired AUC and GAUC differences variant - reference with
+    their intervals (e.g. the feature-group attribution: a variant against itself without one group)."""
+    y, users = np.asarray(y, dtype=np.float64), np.asarray(users)
+    rows = [{"group": label, "variant": v, "without": ref,
+             **paired_differences(y, users, np.asarray(predictions[v], np.float64),
+                                  np.asarray(predictions[ref], np.float64), "vs_without", REFERENCE_METRICS,
+                                  n_bootstrap, seed, alpha)}
+            for label, v, ref in pairs]
+    return pd.DataFrame(rows, columns=["group", "variant", "without"] + (list(rows[0])[3:] if rows else []))

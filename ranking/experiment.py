@@ -10,7 +10,7 @@ the implementation (`ranking.registry`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from ranking.evaluation import evaluate_variants
+from ranking.evaluation import evaluate_variants, paired_table
+from ranking.importance import permutation_auc_drop
 from ranking.ranker import Ranker
 from ranking.registry import new_ranker
 from ranking.tracking import log_experiment
@@ -32,11 +33,17 @@ KEY_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "event_timestamp", "label"
 
 @dataclass
 class ExperimentResult:
-    """table: one row per variant; predictions: test keys + one score column per variant name."""
+    """table: one row per variant; predictions: test keys + one score column per variant name; baseline: the
+    strongest baseline (by validation AUC) every lift is measured against; attribution: feature-group
+    drop lifts (`ranking.evaluation.paired_table`); importance: per variant, the test AUC drop of each feature
+    it adds to the baseline when that feature is shuffled."""
 
     table: pd.DataFrame
     models: dict[str, Ranker]
     predictions: pd.DataFrame
+    baseline: str = "baseline"
+    attribution: pd.DataFrame = field(default_factory=pd.DataFrame)
+    importance: pd.DataFrame = field(default_factory=pd.DataFrame)
     run_ids: dict[str, str] = field(default_factory=dict)
     model_uris: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None
@@ -78,6 +85,10 @@ def run_experiment(
     *,
     ranker_configs: Mapping[str, BaseModel] | None = None,
     baseline: str = "baseline",
+    baselines: Sequence[str] | None = None,
+    ranker_baselines: Mapping[str, str] | None = None,
+    attribution: Sequence[tuple[str, str, str]] = (),
+    importance_repeats: int = 0,
     comparisons: Mapping[str, str] | None = None,
     segments: Mapping[str, np.ndarray] | None = None,
     n_bootstrap: int = 200,
@@ -93,9 +104,15 @@ def run_experiment(
 
     Frames carry user_id, item_id, event_timestamp, label and every feature column of every variant.
     ranker_configs: ranker kind -> its config (e.g. {"lgbm": LGBMConfig(...), "dlrm": DLRMConfig(...)}); kinds
-    without one use their defaults. seed: the bootstrap's. params: extra MLflow params of every run (e.g. how
-    negatives were sampled). run_key: the MLflow runs this experiment replaces (`ranking.tracking.log_experiment`;
-    default the experiment name). A frame that is empty or of one class is refused before any fit (DataError).
+    without one use their defaults. baselines: the candidate baselines (variants without match features, e.g. one
+    per ranker); the one with the best VALIDATION AUC (each ranker's holdout inside `train_frame`, never the test
+    frame) becomes the reference of every lift (default: [baseline]). ranker_baselines: variant -> its own
+    ranker's baseline (a second paired difference); attribution: (group, variant, variant without that group)
+    triples, reported as paired differences; importance_repeats > 0: permutation importance on the test frame of
+    every feature a variant adds to its baseline. seed: the bootstrap's. params: extra MLflow params of every run
+    (e.g. how negatives were sampled). run_key: the MLflow runs this experiment replaces
+    (`ranking.tracking.log_experiment`; default the experiment name). A frame that is empty or of one class is
+    refused before any fit (DataError).
     Returns the comparison table (columns: variant, n_features, best_iteration, n_train, n_test, the metrics of
     `ranking.evaluation.evaluate_variants` (CIs, paired differences vs the baseline, vs each `comparisons`
     reference, per `segments` slice), extra metrics, run_id).
@@ -107,6 +124,11 @@ def run_experiment(
         first = next(iter(variants))
         logger.warning("baseline variant '%s' not in %s; using '%s'", baseline, list(variants), first)
         baseline = first
+    candidates = list(baselines or [baseline])
+    unknown = sorted({*candidates, *(ranker_baselines or {}).values(), *[v for t in attribution for v in t[1:]]}
+                     - set(variants))
+    if unknown:
+        raise ValueError(f"baselines, ranker_baselines or attribution name variants that are not run: {unknown}")
     _check_frames(train_frame, test_frame, variants, check_time_order)
     configs = dict(ranker_configs or {})
 
@@ -117,10 +139,21 @@ def run_experiment(
         models[name] = ranker.fit(train_frame, list(spec.features), list(spec.categorical))
         predictions[name] = ranker.predict(test_frame)
 
+    validation = {name: m.fit_info.get("holdout_auc", np.nan) for name, m in models.items()}
+    baseline = strongest_baseline(validation, candidates)
+    logger.info("strongest baseline by validation AUC: %s (%s)", baseline,
+                {c: round(validation[c], 4) for c in candidates})
     y = test_frame["label"].to_numpy(dtype=np.float64)
-    metrics = evaluate_variants(y, test_frame["user_id"].to_numpy(), {v: predictions[v].to_numpy() for v in models},
-                                baseline, comparisons=comparisons, segments=segments, n_bootstrap=n_bootstrap,
+    users = test_frame["user_id"].to_numpy()
+    scored = {v: predictions[v].to_numpy() for v in models}
+    metrics = evaluate_variants(y, users, scored, baseline, comparisons=comparisons,
+                                ranker_baselines=ranker_baselines, segments=segments, n_bootstrap=n_bootstrap,
                                 seed=seed, alpha=alpha)
+    metrics.insert(1, "validation_auc", metrics["variant"].map(validation))
+    metrics.insert(2, "strongest_baseline", metrics["variant"] == baseline)
+    attributed = paired_table(y, users, scored, attribution, n_bootstrap, seed, alpha)
+    importance = (_test_importance(models, variants, test_frame, y, ranker_baselines or {}, baseline,
+                                   importance_repeats, seed) if importance_repeats else pd.DataFrame())
     extra = {k: dict(v) for k, v in (extra_metrics_per_variant or {}).items()}
     described = pd.DataFrame([{
         "variant": name, "n_features": len(spec.features),
@@ -130,7 +163,8 @@ def run_experiment(
     table = described.merge(metrics, on="variant", how="left")
     table = table.join(pd.DataFrame([extra.get(v, {}) for v in table["variant"]], index=table.index))
 
-    result = ExperimentResult(table=table, models=models, predictions=predictions)
+    result = ExperimentResult(table=table, models=models, predictions=predictions, baseline=baseline,
+                              attribution=attributed, importance=importance)
     if mlflow_uri is not None:
         run_params = {
             "n_train": len(train_frame), "n_test": len(test_frame),
@@ -139,12 +173,43 @@ def run_experiment(
             "test_start": str(test_frame["event_timestamp"].min()),
             "test_end": str(test_frame["event_timestamp"].max()),
             "n_bootstrap": n_bootstrap, "bootstrap": "user-level cluster, percentile", "seed": seed,
-            "baseline": baseline, **dict(params or {}),
+            "baseline": baseline, "baseline_candidates": ",".join(candidates), **dict(params or {}),
         }
         logged = log_experiment(mlflow_uri, experiment_name, table, models, y, predictions, run_params, run_tags,
                                 artifact_location, log_model, run_key=run_key,
-                                feature_frame=train_frame)
+                                feature_frame=train_frame,
+                                report_tables={"attribution": attributed, "importance": importance})
         result.run_ids, result.model_uris = logged.run_ids, logged.model_uris
         result.parent_run_id, result.experiment_id = logged.parent_run_id, logged.experiment_id
         result.table["run_id"] = result.table["variant"].map(result.run_ids)
     return result
+
+
+def strongest_baseline(validation_auc: Mapping[str, float], candidates: Sequence[str]) -> str:
+    """The candidate with the highest validation AUC (ties: the first listed). Refused when a candidate has none:
+    choosing on the test period would flatter every lift measured against the choice."""
+    missing = [c for c in candidates if not np.isfinite(validation_auc.get(c, np.nan))]
+    if missing:
+        raise ValueError(f"baselines {missing} have no validation (holdout) AUC to be chosen by")
+    return max(candidates, key=lambda c: (validation_auc[c], -list(candidates).index(c)))
+
+
+def _test_importance(models: Mapping[str, Ranker], variants: Mapping[str, VariantSpec], test_frame: pd.DataFrame,
+                     y: np.ndarray, ranker_baselines: Mapping[str, str], baseline: str, n_repeats: int,
+                     seed: int) -> pd.DataFrame:
+    """variant, feature, permutation_auc_drop on the test frame, for the features each variant adds to its
+    ranker's baseline (all of them are shuffled; only the added ones are reported)."""
+    rows = []
+    for name, spec in variants.items():
+        ref = ranker_baselines.get(name)
+        if ref is None or name == baseline:
+            continue
+        added = [f for f in spec.features if f not in variants[ref].features]
+        drop = permutation_auc_drop(models[name], test_frame, y, _raw_scores, n_repeats, seed)
+        rows += [{"variant": name, "feature": f, "permutation_auc_drop": float(drop[f])} for f in added if f in drop]
+    return pd.DataFrame(rows, columns=["variant", "feature", "permutation_auc_drop"])
+
+
+def _raw_scores(model: Ranker, frame: pd.DataFrame) -> np.ndarray:
+    """Scores before calibration where the ranker has them (a calibration may tie scores and hide a drop)."""
+    return model.predict_logits(frame) if hasattr(model, "predict_logits") else model.predict(frame)

@@ -79,3 +79,18 @@ def importance_figure(importance: pd.Series, title: str, top: int = 30) -> Figur
     ax.barh(list(d.index), d.to_numpy(), color="tab:green")
     ax.set(xlabel=str(importance.name or "importance"), title=title)
     return fig
+
+
+def lift_figure(table: pd.DataFrame, key: str, title: str) -> Figure:
+    """Forest plot: each variant's `key` (a paired difference) with its `key`_lo/_hi interval, zero marked."""
+    rows = table.dropna(subset=[key])
+    fig = _figure(7, max(2.0, 0.35 * len(rows) + 1))
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(rows))[::-1]
+    err = np.vstack([rows[key] - rows[f"{key}_lo"], rows[f"{key}_hi"] - rows[key]]).clip(min=0)
+    ax.errorbar(rows[key], y, xerr=err, fmt="o", color="tab:blue", capsize=3)
+    ax.axvline(0.0, color="grey", linestyle="--", linewidth=0.8)
+    label = rows["variant"] if "variant" in rows else rows.index
+    ax.set_yticks(y, [str(v) for v in label])
+    ax.set(xlabel=key, title=title)
+    return fig

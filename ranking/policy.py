@@ -72,8 +72,11 @@ def set_feature_fn(world: World, embedding_set: EmbeddingSet, service_features: 
                    positive: PositiveRule, interest_cfg: InterestConfig, stats_cfg: StatsConfig) -> FeatureFn:
     """Features of an embedding set's full FeatureService from the simulated history, named as in training."""
     repo = FeatureRepo(embedding_set.repo_dir)
+    paths = repo.paths()
+    collaborative = (pd.read_parquet(paths["user_cf"]), pd.read_parquet(paths["item_cf"])) if repo.cfg.cf_dim else None
     builder = InMemoryFeatures(pd.read_parquet(embedding_set.item_embeddings), positive,
-                               service_layout(repo.store, FULL_SERVICE), repo.cfg, interest_cfg, stats_cfg)
+                               service_layout(repo.store, FULL_SERVICE), repo.cfg, interest_cfg, stats_cfg,
+                               collaborative)
     rename = set_columns(service_features, embedding_set.suffix)
 
     def feature_fn(day: int, user_ids: np.ndarray, candidates: np.ndarray, history: pd.DataFrame) -> pd.DataFrame:

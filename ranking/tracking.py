@@ -173,13 +173,16 @@ def log_experiment(mlflow_uri: str, experiment_name: str, table: pd.DataFrame, r
                    y: np.ndarray, predictions: pd.DataFrame, params: Mapping[str, Any],
                    tags: Mapping[str, str] | None = None, artifact_location: str | None = None,
                    log_model: bool = True, *, run_key: str | None = None,
-                   feature_frame: pd.DataFrame | None = None) -> LoggedExperiment:
+                   feature_frame: pd.DataFrame | None = None,
+                   report_tables: Mapping[str, pd.DataFrame] | None = None) -> LoggedExperiment:
     """A parent run with the comparison table and ROC figure, and one nested run per variant (see module doc).
 
     table: one row per variant (column `variant`); predictions: one score column per variant over the test rows
     with labels `y`; params: logged on every run (what the experiment was: sizes, periods, bootstrap, seed).
     run_key: which earlier runs this replaces (default `experiment_name`). feature_frame: the frame the rankers
-    were fitted on (the models' signatures and input examples; required with `log_model`).
+    were fitted on (the models' signatures and input examples; required with `log_model`). report_tables: name ->
+    table logged on the parent run as <name>.csv (e.g. attribution, importance); the parent also gets a forest
+    plot of every lift against the strongest baseline.
     """
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -202,6 +205,13 @@ def log_experiment(mlflow_uri: str, experiment_name: str, table: pd.DataFrame, r
             table.to_csv(tmp / "comparison.csv", index=False)
             mlflow.log_artifact(str(tmp / "comparison.csv"))
             mlflow.log_artifact(str(roc_path))
+            for name, frame in (report_tables or {}).items():
+                frame.to_csv(tmp / f"{name}.csv", index=False)
+                mlflow.log_artifact(str(tmp / f"{name}.csv"))
+            if "auc_diff_vs_baseline_lo" in table:
+                mlflow.log_artifact(str(plots.save(plots.lift_figure(
+                    table, "auc_diff_vs_baseline", f"ΔAUC vs the strongest baseline ({params.get('baseline')})"),
+                    tmp / "lifts.png")))
             for _, row in table.iterrows():
                 name = row["variant"]
                 ranker = rankers[name]

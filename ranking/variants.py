@@ -6,6 +6,9 @@ a feature added to a service flows into its variant. Per embedding set (`ranking
     not depend on the embedding)
   - ``match``:     baseline + match features (user history x candidate similarities)
   - ``match_sid``: match + candidate semantic IDs (sid_k categorical) and sid_*_match_l* flags
+  - ``sid``:       baseline + the semantic-ID features of match_sid (the drop-group reference of the embedding
+    match features)
+every service carries the collaborative score ``cf_score`` where the repository has it (features.definitions).
 secondary sets' variants carry the set's suffix (``match_content``); DLRM rows repeat baseline and match_sid
 with ``ranker="dlrm"``. `default_variants` builds the same three from whatever columns a frame has (no Feast).
 """
@@ -24,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 ID_FEATURES: tuple[str, ...] = ("user_id", "item_id")
 SERVICE_VARIANTS: tuple[str, ...] = ("baseline", "match", "match_sid")
+SID_VARIANT = "sid"
+"""baseline + the semantic-ID features of match_sid (no embedding match features): the drop-group reference."""
 DLRM_VARIANTS: tuple[str, ...] = ("baseline", "match_sid")
 """The variants that also get a DLRM row when the DLRM ranker is enabled."""
 DEFAULT_STAT_FEATURES: tuple[str, ...] = (
@@ -33,6 +38,8 @@ DEFAULT_STAT_FEATURES: tuple[str, ...] = (
 DEFAULT_MATCH_FEATURES: tuple[str, ...] = (
     "cos_mean", "cos_recency", "cos_last", "cos_centroid_max", "cos_centroid_wavg", "hist_sim_count",
 )
+COLLABORATIVE_FEATURES: tuple[str, ...] = ("cf_score",)
+"""Baseline features where the frame has them (the collaborative score, features.match_features)."""
 SID_PATTERN = re.compile(r"^sid_\d+$")
 SID_MATCH_PATTERN = re.compile(r"^sid_\w+_match_l\d+$")
 
@@ -71,7 +78,7 @@ def default_variants(columns: Iterable[str], stat_features: Sequence[str] = DEFA
     cols = list(columns)
     present = set(cols)
     ids = [c for c in ID_FEATURES if include_ids and c in present]
-    stats = [c for c in stat_features if c in present]
+    stats = [c for c in (*stat_features, *COLLABORATIVE_FEATURES) if c in present]
     match = [c for c in match_features if c in present]
     missing = [c for c in (*stat_features, *match_features) if c not in present]
     if missing:
@@ -103,9 +110,10 @@ def build_variants(features_by_set: Mapping[str, dict[str, list[str]]], sets: Se
         for variant in SERVICE_VARIANTS:
             if variant == "baseline" and not s.primary:
                 continue
-            cols = [rename.get(c, c) for c in feats[variant]]
-            cat = [*ID_FEATURES, *[rename.get(c, c) for c in feats[variant] if SID_PATTERN.match(c)]]
-            variants[variant + s.suffix] = VariantSpec((*ID_FEATURES, *cols), tuple(cat))
+            variants[variant + s.suffix] = _spec(feats[variant], rename)
+        if "match_sid" in feats:  # match_sid without its embedding match features: what the SIDs alone add
+            sid_only = [*feats["baseline"], *[c for c in feats["match_sid"] if c not in feats["match"]]]
+            variants[SID_VARIANT + s.suffix] = _spec(sid_only, rename)
     if "dlrm" in rankers:
         for v in DLRM_VARIANTS:
             base = variants[v]
@@ -113,6 +121,44 @@ def build_variants(features_by_set: Mapping[str, dict[str, list[str]]], sets: Se
     if "lgbm" not in rankers:
         variants = {k: v for k, v in variants.items() if v.ranker != "lgbm"}
     return variants
+
+
+def _spec(columns: Sequence[str], rename: Mapping[str, str]) -> VariantSpec:
+    cols = [rename.get(c, c) for c in columns]
+    cat = [*ID_FEATURES, *[rename.get(c, c) for c in columns if SID_PATTERN.match(c)]]
+    return VariantSpec((*ID_FEATURES, *cols), tuple(cat))
+
+
+def baseline_candidates(variants: Mapping[str, VariantSpec]) -> list[str]:
+    """The variants without match features, one per ranker: the strongest of them (by validation AUC) is the
+    reference of every lift."""
+    return [v for v in ("baseline", "dlrm_baseline") if v in variants]
+
+
+def ranker_baselines(variants: Mapping[str, VariantSpec]) -> dict[str, str]:
+    """variant -> the baseline of its own ranker (the per-ranker lift), for every variant that is not one."""
+    own = {"lgbm": "baseline", "dlrm": "dlrm_baseline"}
+    return {v: own[spec.ranker] for v, spec in variants.items()
+            if v not in baseline_candidates(variants) and own[spec.ranker] in variants}
+
+
+def attribution_pairs(variants: Mapping[str, VariantSpec], sets: Sequence[EmbeddingSet]) -> list[tuple[str, str, str]]:
+    """(group, variant, the variant without that group) of every drop-group comparison the variants allow: per
+    embedding set, match_sid against sid (the embedding match features' share) and against match (the semantic
+    IDs' share)."""
+    pairs = []
+    for s in sets:
+        full, match, sid = (f"{v}{s.suffix}" for v in ("match_sid", "match", SID_VARIANT))
+        if full in variants and sid in variants:
+            pairs.append((f"embedding match ({s.name})", full, sid))
+        if full in variants and match in variants:
+            pairs.append((f"semantic IDs ({s.name})", full, match))
+    return pairs
+
+
+def attribution_only(variants: Mapping[str, VariantSpec], sets: Sequence[EmbeddingSet]) -> list[str]:
+    """The variants that exist only as drop-group references (sid, sid_<set>): reported, not simulated."""
+    return [v for v in variants if v in {SID_VARIANT + s.suffix for s in sets}]
 
 
 def twin_comparisons(variants: Mapping[str, VariantSpec], sets: Sequence[EmbeddingSet]) -> dict[str, str]:

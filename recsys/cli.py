@@ -297,8 +297,9 @@ def run(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt, r
         table = result.table()
         out = Table(title="Ranker variants on the test period (95% bootstrap CIs over users)")
         out.add_column("variant")
-        for col in ("AUC", "ΔAUC vs baseline", "ΔAUC vs content-only", "AUC cold items", "GAUC", "LT7",
-                    "ΔLT7 vs baseline", "LT14"):
+        strongest = result.outputs["ranking"].get("baseline", "baseline")
+        for col in ("validation AUC", "AUC", f"ΔAUC vs {strongest} (strongest)", "ΔAUC vs own ranker's baseline",
+                    "ΔAUC vs content-only", "AUC cold items", "LT7", f"ΔLT7 vs {strongest}", "LT14"):
             out.add_column(col, justify="right")
 
         def fmt(row, key):
@@ -308,8 +309,9 @@ def run(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt, r
             return f"{row[key]:.4f} [{lo:.4f}, {hi:.4f}]" if lo is not None and not pd.isna(lo) else f"{row[key]:.4f}"
 
         for _, row in table.iterrows():
-            out.add_row(row["variant"], fmt(row, "auc"), fmt(row, "auc_diff_vs_baseline"), fmt(row, "auc_diff_vs_ref"),
-                        fmt(row, "auc_cold"), fmt(row, "gauc"), fmt(row, "lt7"), fmt(row, "lt7_diff"), fmt(row, "lt14"))
+            out.add_row(row["variant"], fmt(row, "validation_auc"), fmt(row, "auc"), fmt(row, "auc_diff_vs_baseline"),
+                        fmt(row, "auc_diff_vs_ranker"), fmt(row, "auc_diff_vs_ref"), fmt(row, "auc_cold"),
+                        fmt(row, "lt7"), fmt(row, "lt7_diff"), fmt(row, "lt14"))
         console.print(out)
     console.print(f"total {time.perf_counter() - t0:.0f}s; results: {run_dir / 'results.md'}; MLflow runs: "
                   f"make ui RUN_DIR={run_dir}  (or mlflow ui --backend-store-uri {result.mlflow_uri})")

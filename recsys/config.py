@@ -73,6 +73,9 @@ class FeaturesSection(_Section):
     spark_master: str = "local[2]"
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
+    collaborative: bool = Field(True, description="register the ID teacher's user and item vectors and give every "
+                                "ranker the collaborative score cf_score (the baseline a match feature must beat); "
+                                "needs teachers.enabled")
     interests: InterestConfig = Field(default_factory=InterestConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
 
@@ -87,6 +90,8 @@ class RankingSection(_Section):
     max_train_rows: int | None = Field(None, ge=100, description="sample whole users down to about this many")
     max_test_rows: int | None = Field(None, ge=100)
     bootstrap: int = Field(200, ge=10, description="bootstrap resamples (users) for confidence intervals")
+    importance_repeats: int = Field(3, ge=0, description="shuffles per feature of the test-period permutation "
+                                                         "importance of each variant's added features; 0 = off")
     negatives: NegativeSamplingConfig = Field(
         default_factory=NegativeSamplingConfig,
         description="implicit-feedback datasets only: how negatives are sampled for the examples")
@@ -133,6 +138,13 @@ class RunConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _collaborative_needs_the_teachers(self) -> RunConfig:
+        if self.features.collaborative and not self.teachers.enabled:
+            raise ValueError("features.collaborative: true needs the ID teacher (teachers.enabled: true); set "
+                             "features.collaborative: false to run without the collaborative score")
+        return self
+
+    @model_validator(mode="after")
     def _derive_cross_stage_parameters(self) -> RunConfig:
         model = self.embedding.train.model
         prefix = self.features.interests.prefix_dim
@@ -155,7 +167,8 @@ class RunConfig(_Section):
                              sid_levels=self.embedding.semantic_ids.levels, prefix_dim=fc.interests.prefix_dim,
                              offline_store=fc.offline_store, spark_master=fc.spark_master,
                              online_store=fc.online_store, redis_connection=fc.redis_connection,
-                             num_threads=self.num_threads)
+                             num_threads=self.num_threads,
+                             cf_dim=self.teachers.two_tower.dim if fc.collaborative else 0)
 
     @model_validator(mode="after")
     def _propagate_seed_and_device(self) -> RunConfig:

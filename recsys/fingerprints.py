@@ -21,7 +21,7 @@ STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "embedding": (("encode",), ("embedding.train", "embedding.semantic_ids")),
     "teachers": (("data",), ("teachers",)),
     "cre": (("embedding", "teachers"), ("embedding.cre",)),
-    "features": (("embedding", "cre"), ("features",)),
+    "features": (("embedding", "teachers", "cre"), ("features",)),
     "ranking": (("features",), ("ranking",)),
     "simulation": (("ranking",), ("simulation",)),
 }

@@ -181,7 +181,7 @@ def stage_features(ctx: RunContext) -> dict:
     """Interests + statistics (daily point-in-time snapshots) -> Feast sources -> apply -> materialize."""
     from features.interests import interest_skips
     from features.repo import FeatureRepo
-    from features.tables import build_feature_tables
+    from features.tables import build_feature_tables, collaborative_tables
 
     start, end = _snapshot_range(ctx.ds)
     fcfg = ctx.cfg.feature_config()
@@ -191,6 +191,8 @@ def stage_features(ctx: RunContext) -> dict:
         t0 = time.perf_counter()
         tables = build_feature_tables(ctx.ds, item_emb, start, end, fcfg, ctx.cfg.features.interests,
                                       ctx.cfg.features.stats)
+        if fcfg.cf_dim:
+            tables.update(collaborative_tables(*_id_teacher_vectors(ctx)))
         build_s = time.perf_counter() - t0
         repo = FeatureRepo(es.repo_dir, fcfg)
         repo.write(tables)
@@ -202,12 +204,29 @@ def stage_features(ctx: RunContext) -> dict:
     return out
 
 
+def _id_teacher_vectors(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ID teacher's exported (user, item) vector tables: the collaborative score's inputs."""
+    from embedding.teachers.export import USER_EMBEDDINGS
+
+    items = ctx.outputs.get("teachers", {}).get("item_embeddings", {}).get("id")
+    if items is None:
+        raise ConfigError("features.collaborative needs the ID teacher (teachers.enabled: true); or set "
+                          "features.collaborative: false")
+    return pd.read_parquet(Path(items).with_name(USER_EMBEDDINGS)), pd.read_parquet(items)
+
+
 def stage_ranking(ctx: RunContext) -> dict:
     """Point-in-time training frames from Feast -> ranker variants -> MLflow (AUC, GAUC, log loss + CIs)."""
     from ranking.experiment import run_experiment
     from ranking.frames import cold_item_rows, point_in_time_frames
     from ranking.tracking import log_run_metrics, mlflow_uri_for
-    from ranking.variants import build_variants, twin_comparisons
+    from ranking.variants import (
+        attribution_pairs,
+        baseline_candidates,
+        build_variants,
+        ranker_baselines,
+        twin_comparisons,
+    )
 
     rc = ctx.cfg.ranking
     sets = embedding_sets(ctx)
@@ -222,6 +241,8 @@ def stage_ranking(ctx: RunContext) -> dict:
                             experiment_name=ctx.experiment_name,
                             run_tags={"dataset": ctx.ds.manifest.name, "content_hash": ctx.ds.manifest.content_hash},
                             ranker_configs={"lgbm": rc.lgbm, "dlrm": rc.dlrm},
+                            baselines=baseline_candidates(variants), ranker_baselines=ranker_baselines(variants),
+                            attribution=attribution_pairs(variants, sets), importance_repeats=rc.importance_repeats,
                             comparisons=twin_comparisons(variants, sets),
                             segments={"cold": cold_item_rows(ctx.ds, frames.test)}, n_bootstrap=rc.bootstrap,
                             seed=ctx.cfg.seed, params=frames.negatives_params(), run_key=_run_key(ctx, variants))
@@ -230,10 +251,14 @@ def stage_ranking(ctx: RunContext) -> dict:
                    **{f"teachers.{k}": v for k, v in ctx.outputs.get("teachers", {}).get("metrics", {}).items()}}
     log_run_metrics(mlflow_uri, result.parent_run_id,
                     {f"embedding.{k.replace('@', '_at_')}": v for k, v in emb_metrics.items()})
-    with atomic_file(ctx.run_dir / "ranking" / "comparison.csv") as tmp:
-        result.table.to_csv(tmp, index=False)
+    for name, frame in (("comparison", result.table), ("attribution", result.attribution),
+                        ("importance", result.importance)):
+        with atomic_file(ctx.run_dir / "ranking" / f"{name}.csv") as tmp:
+            frame.to_csv(tmp, index=False)
     n_train, n_test = len(frames.train), len(frames.test)
-    return {"table": result.table.to_dict(orient="records"), "run_ids": result.run_ids,
+    return {"table": result.table.to_dict(orient="records"), "baseline": result.baseline,
+            "attribution": result.attribution.to_dict(orient="records"),
+            "importance": result.importance.to_dict(orient="records"), "run_ids": result.run_ids,
             "model_uris": result.model_uris,
             "variants": {k: {"features": list(v.features), "categorical": list(v.categorical), "ranker": v.ranker}
                          for k, v in variants.items()},
@@ -254,6 +279,7 @@ def stage_simulation(ctx: RunContext) -> dict:
     from ranking.policy import lifetime_policies
     from ranking.simulate import SimulationConfig, simulate_lifetime
     from ranking.tracking import load_logged_ranker, log_lifetime, mlflow_uri_for
+    from ranking.variants import attribution_only
     from recsys.world import load_world
 
     sc = ctx.cfg.simulation
@@ -263,14 +289,16 @@ def stage_simulation(ctx: RunContext) -> dict:
     rk = ctx.outputs["ranking"]
     mlflow_uri = mlflow_uri_for(ctx.run_dir)
     sets = embedding_sets(ctx)
-    rankers = {variant: load_logged_ranker(uri, mlflow_uri) for variant, uri in rk["model_uris"].items()}
+    skip = set(attribution_only(rk["variants"], sets))  # drop-group references: the ranking table has them
+    rankers = {variant: load_logged_ranker(uri, mlflow_uri) for variant, uri in rk["model_uris"].items()
+               if variant not in skip}
     policies = lifetime_policies(world, rankers, sets, rk["features_by_set"], ctx.ds.positive,
                                  ctx.cfg.features.interests, ctx.cfg.features.stats, seed=ctx.cfg.seed)
     summary = simulate_lifetime(world, policies, SimulationConfig(**sc.model_dump(exclude={"enabled"})),
-                                history=ctx.ds.interactions, baseline="baseline")
+                                history=ctx.ds.interactions, baseline=rk.get("baseline", "baseline"))
     with atomic_file(ctx.run_dir / "ranking" / "lifetime.csv") as tmp:
         summary.to_csv(tmp)
-    log_lifetime(mlflow_uri, ctx.experiment_name, rk["run_ids"], summary)
+    log_lifetime(mlflow_uri, ctx.experiment_name, {v: r for v, r in rk["run_ids"].items() if v not in skip}, summary)
     return {"summary": summary.reset_index().to_dict(orient="records")}
 
 
@@ -388,4 +416,9 @@ def _discard_training_state(run_dir: Path, stage: str) -> None:
 def write_report(result: RunResult) -> Path:
     from ranking.report import write_results
 
-    return write_results(result.run_dir / "results.md", result.table(), str(result.run_dir), result.mlflow_uri)
+    out = result.outputs
+    return write_results(result.run_dir / "results.md", str(result.run_dir), result.mlflow_uri, out["ranking"],
+                         embedding_metrics=out.get("embedding", {}).get("metrics"),
+                         cre_metrics=out.get("cre", {}).get("metrics"),
+                         lifetime=out.get("simulation", {}).get("summary"),
+                         lifetime_skipped=out.get("simulation", {}).get("skipped"))

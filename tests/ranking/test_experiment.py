@@ -87,3 +87,44 @@ def test_a_single_class_or_empty_frame_is_refused_before_any_fit(frames, fast_lg
     with pytest.raises(DataError, match="test_frame is empty"):
         run_experiment(train, test.head(0), one, n_bootstrap=5)
     assert fits == []
+
+
+def test_strongest_baseline_is_chosen_on_validation_never_on_test(frames, fast_lgbm):
+    """Two baselines: `shifts` reads a column that predicts the label in the training frame only, `steady` one that
+    predicts it everywhere, more weakly. On the test frame `steady` is better, on validation `shifts` is: the
+    choice must follow validation, and every lift is measured against the chosen one."""
+    train, test = (f.copy() for f in frames)
+    rng = np.random.default_rng(0)
+    train["shifts"] = train["label"] + rng.normal(0, 0.5, len(train))
+    test["shifts"] = rng.normal(0, 1, len(test))                          # worthless on test
+    for f in (train, test):
+        f["steady"] = f["cos_mean"]
+    variants = {"shifts": VariantSpec(("shifts",)), "steady": VariantSpec(("steady",)),
+                "match": VariantSpec(("steady", "item_positive_rate", "user_positive_rate"))}
+    res = run_experiment(train, test, variants, baseline="steady", baselines=["shifts", "steady"],
+                         ranker_baselines={"match": "steady"},
+                         attribution=[("statistics", "match", "steady")], ranker_configs={"lgbm": fast_lgbm},
+                         n_bootstrap=20, importance_repeats=2)
+    t = res.table.set_index("variant")
+    assert t.loc["shifts", "validation_auc"] > t.loc["steady", "validation_auc"]
+    assert t.loc["steady", "auc"] > t.loc["shifts", "auc"]              # test would have picked the other one
+    assert res.baseline == "shifts" and t["strongest_baseline"].tolist() == [True, False, False]
+    assert t.loc["match", "auc_diff_vs_baseline"] == pytest.approx(t.loc["match", "auc"] - t.loc["shifts", "auc"])
+    assert t.loc["match", "auc_diff_vs_ranker"] == pytest.approx(t.loc["match", "auc"] - t.loc["steady", "auc"])
+    row = res.attribution.iloc[0]
+    assert (row["group"], row["variant"], row["without"]) == ("statistics", "match", "steady")
+    assert row["auc_diff_vs_without"] == pytest.approx(t.loc["match", "auc_diff_vs_ranker"])
+    # importance: only the features match adds to its baseline, each a mean AUC drop on the test frame
+    assert sorted(res.importance["feature"]) == ["item_positive_rate", "user_positive_rate"]
+    assert (res.importance["variant"] == "match").all()
+    with pytest.raises(ValueError, match="not run"):
+        run_experiment(train, test, variants, baselines=["nope"], ranker_configs={"lgbm": fast_lgbm})
+
+
+def test_strongest_baseline_needs_a_validation_auc():
+    from ranking.experiment import strongest_baseline
+
+    assert strongest_baseline({"a": 0.6, "b": 0.7}, ["a", "b"]) == "b"
+    assert strongest_baseline({"a": 0.7, "b": 0.7}, ["a", "b"]) == "a"  # ties: the first listed
+    with pytest.raises(ValueError, match=r"baselines \['b'\] have no validation"):
+        strongest_baseline({"a": 0.6, "b": float("nan")}, ["a", "b"])

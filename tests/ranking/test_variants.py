@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from ranking.embedding_sets import EmbeddingSet, primary_set, set_columns, set_of_variant
-from ranking.variants import VariantSpec, build_variants, default_variants, twin_comparisons
+from ranking.variants import (
+    VariantSpec,
+    attribution_pairs,
+    baseline_candidates,
+    build_variants,
+    default_variants,
+    ranker_baselines,
+    twin_comparisons,
+)
 
 SERVICES = {"baseline": ["item_positive_rate", "hist_len"],
             "match": ["item_positive_rate", "hist_len", "cos_mean"],
@@ -45,15 +53,34 @@ def test_set_columns_suffix_only_embedding_derived_features():
 
 def test_variants_of_two_sets_and_both_rankers():
     v = build_variants({"cre": SERVICES, "content": SERVICES}, SETS, ["lgbm", "dlrm"])
-    assert list(v) == ["baseline", "match", "match_sid", "match_content", "match_sid_content", "dlrm_baseline",
-                       "dlrm_match_sid"]
+    assert list(v) == ["baseline", "match", "match_sid", "sid", "match_content", "match_sid_content", "sid_content",
+                       "dlrm_baseline", "dlrm_match_sid"]
     assert v["baseline"].features == ("user_id", "item_id", "item_positive_rate", "hist_len")
+    # sid: match_sid without its embedding match features (the drop-group reference)
+    assert v["sid_content"].features == ("user_id", "item_id", "item_positive_rate", "hist_len", "sid_0_content",
+                                         "sid_1_content", "sid_recent_match_l0_content")
+    assert v["sid"].categorical == ("user_id", "item_id", "sid_0", "sid_1")
     assert v["match_content"].features == ("user_id", "item_id", "item_positive_rate", "hist_len", "cos_mean_content")
     assert v["match_sid_content"].categorical == ("user_id", "item_id", "sid_0_content", "sid_1_content")
     assert v["dlrm_match_sid"] == VariantSpec(v["match_sid"].features, v["match_sid"].categorical, "dlrm")
     only_dlrm = build_variants({"cre": SERVICES, "content": SERVICES}, SETS, ["dlrm"])
     assert set(only_dlrm) == {"dlrm_baseline", "dlrm_match_sid"}
-    assert twin_comparisons(v, SETS) == {"match": "match_content", "match_sid": "match_sid_content"}
+    assert twin_comparisons(v, SETS) == {"match": "match_content", "match_sid": "match_sid_content",
+                                         "sid": "sid_content"}
+    assert baseline_candidates(v) == ["baseline", "dlrm_baseline"] and baseline_candidates(only_dlrm) == [
+        "dlrm_baseline"]
+    assert ranker_baselines(v) == {**{k: "baseline" for k in ("match", "match_sid", "sid", "match_content",
+                                                              "match_sid_content", "sid_content")},
+                                   "dlrm_match_sid": "dlrm_baseline"}
+    assert attribution_pairs(v, SETS) == [("embedding match (cre)", "match_sid", "sid"),
+                                          ("semantic IDs (cre)", "match_sid", "match"),
+                                          ("embedding match (content)", "match_sid_content", "sid_content"),
+                                          ("semantic IDs (content)", "match_sid_content", "match_content")]
+    # each pair differs by exactly its group: the variant's features are the reference's plus that group
+    for group, full, without in attribution_pairs(v, SETS):
+        added = set(v[full].features) - set(v[without].features)
+        assert set(v[without].features) < set(v[full].features) and added
+        assert all(("sid" in f) == group.startswith("semantic") for f in added)
 
 
 def test_set_of_a_variant():
