@@ -198,14 +198,14 @@ def _test_importance(models: Mapping[str, Ranker], variants: Mapping[str, Varian
                      y: np.ndarray, ranker_baselines: Mapping[str, str], baseline: str, n_repeats: int,
                      seed: int) -> pd.DataFrame:
     """variant, feature, permutation_auc_drop on the test frame, for the features each variant adds to its
-    ranker's baseline (all of them are shuffled; only the added ones are reported)."""
+    ranker's baseline (only those are shuffled)."""
     rows = []
     for name, spec in variants.items():
         ref = ranker_baselines.get(name)
         if ref is None or name == baseline:
             continue
         added = [f for f in spec.features if f not in variants[ref].features]
-        drop = permutation_auc_drop(models[name], test_frame, y, _raw_scores, n_repeats, seed)
+        drop = permutation_auc_drop(models[name], test_frame, y, _raw_scores, n_repeats, seed, features=added)
         rows += [{"variant": name, "feature": f, "permutation_auc_drop": float(drop[f])} for f in added if f in drop]
     return pd.DataFrame(rows, columns=["variant", "feature", "permutation_auc_drop"])
 

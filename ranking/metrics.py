@@ -21,7 +21,7 @@ examples.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -146,6 +146,29 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+class _RankedScores:
+    """Weighted ROC AUC of fixed (labels, scores) under many weightings, the scores sorted once.
+
+    AUC = sum over tie groups g of w+_g * (w-_below_g + w-_g / 2) / (W+ W-): the Mann-Whitney form of the
+    trapezoidal ROC area roc_auc_score computes (ties count one half), equal to it up to float rounding."""
+
+    def __init__(self, y: np.ndarray, p: np.ndarray):
+        order = np.argsort(p, kind="stable")
+        ps = p[order]
+        self.order, self.y = order, y[order]
+        self.starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])  # first row of each tie group
+
+    def auc(self, row_w: np.ndarray) -> float:
+        w = row_w[self.order]
+        pos = np.add.reduceat(w * self.y, self.starts)
+        neg = np.add.reduceat(w * (1.0 - self.y), self.starts)
+        total_pos, total_neg = pos.sum(), neg.sum()
+        if total_pos <= 0 or total_neg <= 0:
+            return float("nan")
+        below = np.cumsum(neg) - neg
+        return float((pos * (below + 0.5 * neg)).sum() / (total_pos * total_neg))
+
+
 class _Evaluator:
     """Evaluates a metric on a cluster resample given as per-cluster counts (fast paths for our metrics)."""
 
@@ -153,10 +176,13 @@ class _Evaluator:
         self.fn, self.y, self.p, self.codes, self.groups = metric_fn, y, p, codes, groups
         self.weighted = _accepts(metric_fn, "sample_weight")
         self.grouped = _accepts(metric_fn, "groups")
-        self.table = None
+        self.table = self.ranked = None
         if metric_fn is gauc:
             # per-user AUCs do not change under user resampling; only their weights do
             self.table = per_group_auc(y, p, codes)
+        elif metric_fn is auc:
+            # the score order does not change under resampling either: sort once, then each resample is sums
+            self.ranked = _RankedScores(y, p)
 
     def point(self) -> float:
         if self.table is not None:
@@ -169,6 +195,8 @@ class _Evaluator:
         if self.table is not None:
             return _gauc_from_table(self.table, counts.astype(np.float64))
         row_w = counts[self.codes].astype(np.float64)
+        if self.ranked is not None:
+            return self.ranked.auc(row_w)
         if self.weighted:
             kw = {"groups": self.codes} if self.grouped else {}
             return float(self.fn(self.y, self.p, sample_weight=row_w, **kw))
@@ -249,6 +277,32 @@ def paired_bootstrap_diff(metric_fn: MetricFn, y, p_a, p_b, groups=None, n: int 
     ev_b = _Evaluator(metric_fn, y, p_b, codes, groups)
     interval = bootstrap_interval(lambda c: ev_a.resampled(c) - ev_b.resampled(c), n_clusters, n, seed, alpha)
     return (ev_a.point() - ev_b.point(), *interval)
+
+
+def pooled_bootstrap(metric_fn: MetricFn, folds: Sequence[tuple], n: int = 200, seed: int = 0,
+                     alpha: float = 0.05) -> tuple[float, float, float]:
+    """(value, lo, hi) of the mean over folds of metric(p_a) - metric(p_b) (or of metric(p_a) where p_b is None).
+
+    folds: (y, p_a, p_b | None, groups) per fold. The interval resamples users within each fold (a stratified
+    cluster bootstrap: fold k's draws depend on (seed, k) only, so two statistics on the same folds are paired);
+    each fold weighs the same, as in a rolling-origin mean of per-fold metrics."""
+    if not folds:
+        raise ValueError("pooled_bootstrap needs at least one fold")
+    evaluators, draws = [], []
+    for k, (y, p_a, p_b, groups) in enumerate(folds):
+        y, p_a = _arrays(y, p_a)
+        codes, n_clusters = _cluster_codes(len(y), groups)
+        ev_b = None if p_b is None else _Evaluator(metric_fn, y, _arrays(y, p_b)[1], codes, groups)
+        evaluators.append((_Evaluator(metric_fn, y, p_a, codes, groups), ev_b))
+        draws.append(_draws(n_clusters, n, seed + 7919 * k))
+
+    def value(a: _Evaluator, b: _Evaluator | None, counts: np.ndarray | None) -> float:
+        pick = (lambda ev: ev.point()) if counts is None else (lambda ev: ev.resampled(counts))
+        return pick(a) - (pick(b) if b is not None else 0.0)
+
+    point = float(np.mean([value(a, b, None) for a, b in evaluators]))
+    values = np.array([np.mean([value(a, b, d[r]) for (a, b), d in zip(evaluators, draws)]) for r in range(n)])
+    return (point, *_interval(values.astype(np.float64), alpha))
 
 
 def mean_ci(values, n: int = 200, seed: int = 0, alpha: float = 0.05) -> tuple[float, float, float]:

@@ -88,9 +88,10 @@ def importance_section(importance: Sequence[dict[str, Any]], top: int = 8) -> li
     imp = pd.DataFrame(list(importance))
     wide = imp.pivot_table(index="feature", columns="variant", values="permutation_auc_drop", aggfunc="first")
     wide = wide.loc[wide.max(axis=1).sort_values(ascending=False).index[:top]]
+    cells = wide.apply(lambda col: col.map(lambda v: "-" if pd.isna(v) else f"{v:+.4f}"))
     return ["## Permutation importance (test period)", "",
-            f"Mean test-AUC drop when one feature a variant adds to its baseline is shuffled (top {top}).", "",
-            wide.to_markdown(floatfmt="+.4f"), ""]
+            f"Mean test-AUC drop when one feature a variant adds to its baseline is shuffled (top {top}; - = not a "
+            "feature the variant adds).", "", cells.reset_index().to_markdown(index=False, disable_numparse=True), ""]
 
 
 def cold_section(table: pd.DataFrame) -> list[str]:

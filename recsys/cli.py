@@ -277,6 +277,8 @@ def run(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt, r
 
     import pandas as pd
 
+    from ranking.report import interval
+    from recsys.errors import ConfigError
     from recsys.pipeline import run_pipeline
 
     cfg = _load(config, overrides)
@@ -285,6 +287,22 @@ def run(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt, r
     def on_stage(stage: str, status: str) -> None:
         console.print(f"[bold cyan]{stage:>10}[/bold cyan] {status}")
 
+    if cfg.data.split.folds > 1:  # rolling origin: every fold's main job, then the pooled table
+        from recsys.rolling import run_rolling
+
+        if stages:
+            raise ConfigError("--stage applies to one run; with data.split.folds > 1 every fold runs whole")
+        rolled = run_rolling(cfg, run_dir, force=set(force or ()), on_stage=on_stage)
+        out = Table(title=f"Pooled over {len(rolled.folds)} rolling-origin folds (95% bootstrap over users within "
+                          "folds)")
+        for col in ("variant", "AUC", "ΔAUC vs each fold's strongest baseline", "ΔAUC vs content-only"):
+            out.add_column(col, justify="left" if col == "variant" else "right")
+        for row in rolled.pooled.to_dict(orient="records"):
+            out.add_row(row["variant"], interval(row, "auc"), interval(row, "auc_diff_vs_baseline", True),
+                        interval(row, "auc_diff_vs_ref", True))
+        console.print(out)
+        console.print(f"total {time.perf_counter() - t0:.0f}s; results: {run_dir / 'results.md'}")
+        return
     result = run_pipeline(cfg, run_dir, stages=stages, force=set(force or ()), on_stage=on_stage)
     if "data" in result.outputs:
         _print_mapping("dataset", result.outputs["data"]["summary"])

@@ -40,6 +40,8 @@ from recsys.runtime import cpu_threads, seeded
 
 log = logging.getLogger(__name__)
 
+PREDICTIONS = "test_predictions.parquet"
+"""ranking/<this>: the test examples' keys and labels and one score column per variant."""
 STAGES = ("data", "encode", "embedding", "teachers", "cre", "features", "ranking", "simulation")
 
 
@@ -48,12 +50,23 @@ class RunContext:
     cfg: RunConfig
     run_dir: Path
     force: set[str] = field(default_factory=set)
+    shared_dir: Path | None = None
+    """Where the prepared dataset and the encoder cache live (a rolling-origin fold shares its parent's); None:
+    the run directory."""
     """Stages to rebuild from scratch: named by --force, or whose fingerprint changed."""
     ds: Dataset | None = None
     encoded: object | None = None
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, dict] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dataset_dir(self) -> Path:
+        return (self.shared_dir or self.run_dir) / "dataset"
+
+    @property
+    def encoder_cache(self) -> Path:
+        return (self.shared_dir or self.run_dir) / "cache" / "encoders"
 
     @property
     def experiment_name(self) -> str:
@@ -76,10 +89,17 @@ def stage_data(ctx: RunContext) -> dict:
     """Prepare (or reuse) the dataset, and check before any training that the ranking examples it yields have
     both classes in both periods (a single-class frame would only fail after the long stages)."""
     from ranking.examples import labelled_examples
+    from recsys.data.dataset import fold_view
     from recsys.data.prepare import prepare_dataset
+    from recsys.data.split import rolling_folds
 
-    ctx.ds = prepare_dataset(ctx.cfg.data, ctx.run_dir / "dataset", world=ctx.cfg.world,
-                             reuse="data" not in ctx.force)
+    ctx.ds = prepare_dataset(ctx.cfg.data, ctx.dataset_dir, world=ctx.cfg.world,
+                             reuse="data" not in ctx.force or ctx.shared_dir is not None)
+    split = ctx.cfg.data.split
+    if split.fold is not None:  # a rolling-origin fold: nothing at or after the end of its evaluation window
+        fold = rolling_folds(ctx.ds.interactions["timestamp"], split.folds, split.test_fraction,
+                             split.valid_fraction)[split.fold]
+        ctx.ds = fold_view(ctx.ds, fold)
     rc = ctx.cfg.ranking
     for period, rows in (("valid", rc.max_train_rows), ("test", rc.max_test_rows)):
         labelled_examples(ctx.ds, period, max_rows=rows, seed=ctx.cfg.seed, negatives=rc.negatives)
@@ -89,7 +109,7 @@ def stage_data(ctx: RunContext) -> dict:
 def stage_encode(ctx: RunContext) -> dict:
     from embedding.encoders import encode_items
 
-    ctx.encoded = encode_items(ctx.ds, ctx.cfg.encoders, ctx.run_dir / "cache" / "encoders", ctx.cfg.device)
+    ctx.encoded = encode_items(ctx.ds, ctx.cfg.encoders, ctx.encoder_cache, ctx.cfg.device)
     info = ctx.encoded.info
     return {k: info.get(k) for k in ("dims", "encoded", "cached", "n_skipped") if k in info}
 
@@ -97,7 +117,7 @@ def stage_encode(ctx: RunContext) -> dict:
 def _text_encoder(ctx: RunContext) -> Callable[[list[str]], object]:
     from embedding.encoders import encode_texts
 
-    return lambda texts: encode_texts(texts, ctx.cfg.encoders, ctx.run_dir / "cache" / "encoders", ctx.cfg.device)
+    return lambda texts: encode_texts(texts, ctx.cfg.encoders, ctx.encoder_cache, ctx.cfg.device)
 
 
 def stage_embedding(ctx: RunContext) -> dict:
@@ -255,6 +275,8 @@ def stage_ranking(ctx: RunContext) -> dict:
                         ("importance", result.importance)):
         with atomic_file(ctx.run_dir / "ranking" / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=False)
+    with atomic_file(ctx.run_dir / "ranking" / PREDICTIONS) as tmp:  # the test scores: rolling-origin pooling
+        result.predictions.to_parquet(tmp, index=False)
     n_train, n_test = len(frames.train), len(frames.test)
     return {"table": result.table.to_dict(orient="records"), "baseline": result.baseline,
             "attribution": result.attribution.to_dict(orient="records"),
@@ -331,13 +353,15 @@ class RunResult:
 
 
 def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None = None,
-                 force: set[str] | None = None, on_stage: Callable[[str, str], None] | None = None) -> RunResult:
+                 force: set[str] | None = None, on_stage: Callable[[str, str], None] | None = None,
+                 shared_dir: Path | None = None) -> RunResult:
     """Run (or resume) the main job up to the latest of `stages` (default: all).
 
     A stage is reused when its marker's fingerprint equals the current one (same config sections, seed, device
     and upstream artefacts); a stage whose fingerprint changed reruns from scratch, and so does everything
     downstream. Markers of later stages that no longer match are set aside (`stages/<stage>.stale.json`), so
-    `config.yaml` always describes the artefacts beside it. `force` rebuilds the named stages regardless."""
+    `config.yaml` always describes the artefacts beside it. `force` rebuilds the named stages regardless.
+    shared_dir: where the dataset and the encoder cache are (recsys.rolling: every fold shares its parent's)."""
     run_dir = Path(run_dir)
     targets = list(dict.fromkeys([*(stages or STAGES), *(force or ())]))
     unknown = [s for s in targets if s not in STAGES]
@@ -346,7 +370,7 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, stages: list[str] | None =
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file, not a directory")
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = RunContext(cfg, run_dir, set(force or ()))
+    ctx = RunContext(cfg, run_dir, set(force or ()), shared_dir)
     dump_model(cfg, run_dir / "config.yaml")
     last = max(STAGES.index(s) for s in targets)
     fps = ctx.fingerprints

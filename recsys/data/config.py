@@ -17,11 +17,19 @@ class SplitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     valid_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    folds: int = Field(1, ge=1, description="rolling-origin folds: 1 = the single split above; K > 1 = K "
+                       "consecutive evaluation windows of test_fraction each, every fold refitted from scratch "
+                       "on the events before its window (recsys.rolling)")
+    fold: int | None = Field(None, ge=0, description="set by the rolling-origin driver: the fold this run "
+                             "evaluates (its dataset ends with that fold's window)")
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:
-        if self.valid_fraction + self.test_fraction >= 1:
-            raise ValueError("valid_fraction + test_fraction must be < 1")
+        if self.valid_fraction + self.folds * self.test_fraction >= 1:
+            raise ValueError(f"valid_fraction + folds x test_fraction must be < 1 (got {self.valid_fraction} + "
+                             f"{self.folds} x {self.test_fraction}): the first fold needs training events")
+        if self.fold is not None and self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} does not exist with folds={self.folds}")
         return self
 
     def fractions(self) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +30,7 @@ from recsys.data.schema import (
     Manifest,
     PositiveRule,
 )
-from recsys.data.split import TemporalSplit
+from recsys.data.split import Fold, TemporalSplit
 from recsys.data.validate import validate_interactions, validate_items, validate_queries, validate_users
 from recsys.errors import DataError
 from recsys.io import atomic_directory
@@ -196,6 +196,21 @@ def _add_counts(*reports: dict[str, int]) -> dict[str, int]:
         for k, v in report.items():
             out[k] = out.get(k, 0) + int(v)
     return out
+
+
+def fold_view(ds: Dataset, fold: Fold) -> Dataset:
+    """The dataset as one rolling-origin fold sees it: interactions before fold.test_end only, the fold's split,
+    and a content hash of its own (so every artefact built for it is fingerprinted apart from the others'). Items,
+    users and queries carry no time and stay whole; an item's content becomes available as usual."""
+    inter = ds.interactions.loc[ds.interactions["timestamp"] < fold.test_end].reset_index(drop=True)
+    if not len(inter):
+        raise DataError(f"fold {fold.index} holds no interaction before {fold.test_end}")
+    manifest = replace(ds.manifest, split=fold.split.to_manifest(),
+                       content_hash=hashlib.sha256(f"{ds.manifest.content_hash}|fold|{fold.to_dict()}".encode())
+                       .hexdigest(),
+                       row_counts={**ds.manifest.row_counts, "interactions": len(inter)},
+                       extra={**ds.manifest.extra, "fold": fold.to_dict()})
+    return Dataset(manifest, ds.items, inter, ds.users, ds.queries, ds.root)
 
 
 def _hash_frame(df: pd.DataFrame) -> str:

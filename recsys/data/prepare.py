@@ -35,7 +35,7 @@ def _world(cfg: DataConfig, world):
 def source_inputs(cfg: DataConfig, world=None, previous: dict | None = None) -> dict:
     """What a dataset prepared from cfg (and the synthetic world config) depends on; previous: the inputs
     recorded by the last prepare (their file hashes are reused for unchanged size+mtime)."""
-    data = cfg.model_dump(mode="json")
+    data = cfg.model_dump(mode="json", exclude={"split": {"folds", "fold"}})  # folds are views of one dataset
     for key in ("path", "posters"):
         if getattr(cfg, key) is not None:
             data[key] = str(Path(getattr(cfg, key)).resolve())

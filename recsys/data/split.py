@@ -62,6 +62,48 @@ class TemporalSplit:
         return df.loc[df[column] < self.valid_end]
 
 
+@dataclass(frozen=True)
+class Fold:
+    """One rolling-origin fold: train < train_end <= valid < valid_end <= test (evaluation) < test_end. Nothing at or
+    after test_end exists for the fold (`recsys.data.dataset.fold_view`)."""
+
+    index: int
+    train_end: pd.Timestamp
+    valid_end: pd.Timestamp
+    test_end: pd.Timestamp
+
+    @property
+    def split(self) -> TemporalSplit:
+        return TemporalSplit(self.train_end, self.valid_end)
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {"fold": self.index, "train_end": self.train_end.isoformat(), "valid_end": self.valid_end.isoformat(),
+                "test_end": self.test_end.isoformat()}
+
+
+def rolling_folds(timestamps: pd.Series, folds: int, fold_fraction: float, valid_fraction: float) -> list[Fold]:
+    """`folds` consecutive evaluation windows of `fold_fraction` of the events each, ending with the last event;
+    each fold validates (trains its rankers) on the `valid_fraction` of events just before its window and fits
+    everything else on the events before that. Cut-offs are time quantiles, oldest fold first."""
+    if folds < 1:
+        raise ConfigError(f"data.split.folds must be >= 1, got {folds}")
+    if not 0 < folds * fold_fraction + valid_fraction < 1:
+        raise ConfigError(f"data.split: folds x fold_fraction + valid_fraction = {folds} x {fold_fraction} + "
+                          f"{valid_fraction} must be below 1 (the first fold needs training events)")
+    ts = timestamps.sort_values().reset_index(drop=True)
+    n = len(ts)
+
+    def at(q: float) -> pd.Timestamp:
+        return pd.Timestamp(ts.iloc[min(n - 1, int(round(n * q)))])
+
+    out = []
+    for k in range(folds):
+        start = 1 - (folds - k) * fold_fraction
+        end = ts.iloc[-1] + pd.Timedelta(microseconds=1) if k == folds - 1 else at(start + fold_fraction)
+        out.append(Fold(k, at(start - valid_fraction), at(start), pd.Timestamp(end)))
+    return out
+
+
 def leave_last_out(interactions: pd.DataFrame, min_history: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per user: all but the last event (history) and the last event (target), users with >= min_history events.
 

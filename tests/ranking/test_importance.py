@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ranking.importance import IMPORTANCE_NAME, permutation_auc_drop
 from ranking.metrics import auc
@@ -36,3 +37,14 @@ def test_only_the_used_feature_matters():
 def test_undefined_with_one_class():
     frame = pd.DataFrame({"x": [0.1, 0.2], "y": [0, 1], "z": [1, 2]})
     assert permutation_auc_drop(UsesX(), frame, np.ones(2), UsesX.scores).empty
+
+
+def test_a_subset_of_features_is_shuffled_alone_and_scores_the_same():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(2000, 3)), columns=["x", "y", "z"])
+    labels = (rng.random(2000) < 1 / (1 + np.exp(-2 * frame["x"]))).astype(float)
+    full = permutation_auc_drop(UsesX(), frame, labels, UsesX.scores, n_repeats=3, seed=0)
+    part = permutation_auc_drop(UsesX(), frame, labels, UsesX.scores, n_repeats=3, seed=0, features=["x", "z"])
+    assert list(part.index) == ["x", "z"] and part["x"] == full["x"] and part["z"] == 0
+    with pytest.raises(ValueError, match=r"features \['w'\] are not features of the ranker"):
+        permutation_auc_drop(UsesX(), frame, labels, UsesX.scores, features=["w"])

@@ -165,3 +165,21 @@ def test_mean_ci_of_per_user_values():
     assert all(np.isnan(x) for x in mean_ci(np.full(5, np.nan)))
     with pytest.raises(ValueError, match=">= 1"):
         mean_ci(v, n=0)
+
+
+def test_resampled_auc_fast_path_equals_sklearn_weighted_auc():
+    """The bootstrap's AUC sorts the scores once; every resample must equal roc_auc_score on the weighted rows,
+    ties (half credit) included."""
+    from sklearn.metrics import roc_auc_score
+
+    from ranking.metrics import _RankedScores
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(800) < 0.3).astype(float)
+    p = np.round(rng.normal(size=800), 1)  # many ties
+    ranked = _RankedScores(y, p)
+    for _ in range(20):
+        w = rng.integers(0, 3, 800).astype(float)
+        keep = w > 0
+        assert ranked.auc(w) == pytest.approx(roc_auc_score(y[keep], p[keep], sample_weight=w[keep]), abs=1e-12)
+    assert np.isnan(ranked.auc(np.where(y == 1, 1.0, 0.0)))  # one class left: undefined
