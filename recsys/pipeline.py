@@ -50,10 +50,10 @@ class RunContext:
     cfg: RunConfig
     run_dir: Path
     force: set[str] = field(default_factory=set)
+    """Stages to rebuild from scratch: named by --force, or whose fingerprint changed."""
     shared_dir: Path | None = None
     """Where the prepared dataset and the encoder cache live (a rolling-origin fold shares its parent's); None:
     the run directory."""
-    """Stages to rebuild from scratch: named by --force, or whose fingerprint changed."""
     ds: Dataset | None = None
     encoded: object | None = None
     timings: dict[str, float] = field(default_factory=dict)
