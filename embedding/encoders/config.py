@@ -123,6 +123,8 @@ class EncoderConfig(_Strict):
     text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
     image: ImageEncoderConfig = Field(default_factory=ImageEncoderConfig)
     audio: AudioEncoderConfig = Field(default_factory=AudioEncoderConfig)
+    precomputed: bool = True
+    """Use the items' precomputed vectors (vec_<name> columns); False leaves them out (an ablation)."""
     device: str = "auto"
     """Used when encode_items/encode_texts get device=None."""
     num_threads: int | None = Field(1, ge=1)

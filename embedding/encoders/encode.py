@@ -355,5 +355,5 @@ def encode_items(ds, cfg: EncoderConfig | None = None, cache_dir: Path | str = "
     return EncodedItems(
         item_ids=items["item_id"].to_numpy(np.int64), text=text, pooled_text=pooled, image=image,
         image_mask=image_mask, audio=audio, audio_mask=audio_mask, audio_kind=audio_kind,
-        precomputed=precomputed_vectors(items), info=info,
+        precomputed=precomputed_vectors(items) if cfg.precomputed else {}, info=info,
     )
