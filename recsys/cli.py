@@ -322,11 +322,12 @@ def run(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt, r
         rolled = run_rolling(cfg, run_dir, force=set(force or ()), on_stage=on_stage)
         out = Table(title=f"Pooled over {len(rolled.folds)} rolling-origin folds (95% bootstrap over users within "
                           "folds)")
-        for col in ("variant", "AUC", "ΔAUC vs each fold's strongest baseline", "ΔAUC vs content-only"):
+        for col in ("variant", "AUC", "ΔAUC vs each fold's strongest baseline", "ΔAUC vs its ranker's baseline",
+                    "ΔAUC vs content-only"):
             out.add_column(col, justify="left" if col == "variant" else "right")
         for row in rolled.pooled.to_dict(orient="records"):
             out.add_row(row["variant"], interval(row, "auc"), interval(row, "auc_diff_vs_baseline", True),
-                        interval(row, "auc_diff_vs_ref", True))
+                        interval(row, "auc_diff_vs_ranker", True), interval(row, "auc_diff_vs_ref", True))
         console.print(out)
         console.print(f"total {time.perf_counter() - t0:.0f}s; results: {run_dir / 'results.md'}")
         return

@@ -85,24 +85,26 @@ def fold_rows(result: RunResult) -> list[dict]:
     """One fold's per-variant numbers: AUC and the lift against that fold's strongest baseline, with intervals."""
     rk = result.outputs["ranking"]
     keep = ("variant", "validation_auc", "auc", "auc_lo", "auc_hi", "auc_diff_vs_baseline",
-            "auc_diff_vs_baseline_lo", "auc_diff_vs_baseline_hi", "auc_diff_vs_ref", "auc_diff_vs_ref_lo",
-            "auc_diff_vs_ref_hi", "n_test")
+            "auc_diff_vs_baseline_lo", "auc_diff_vs_baseline_hi", "auc_diff_vs_ranker", "auc_diff_vs_ranker_lo",
+            "auc_diff_vs_ranker_hi", "auc_diff_vs_ref", "auc_diff_vs_ref_lo", "auc_diff_vs_ref_hi", "n_test")
     return [{"strongest_baseline": rk["baseline"], **{k: row.get(k) for k in keep}} for row in rk["table"]]
 
 
 def pool_folds(results: list[RunResult], n_bootstrap: int = 200, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """Per variant present in every fold: pooled AUC, pooled ΔAUC against each fold's strongest baseline, and
-    (where the variant has a content-only twin) pooled ΔAUC against the twin; each with its interval."""
+    """Per variant present in every fold: pooled AUC, pooled ΔAUC against each fold's strongest baseline, against
+    its own ranker's baseline, and (where it has a content-only twin) against the twin; each with its interval."""
     folds = []
     for r in results:
         pred = pd.read_parquet(r.run_dir / "ranking" / PREDICTIONS)
         rk = r.outputs["ranking"]
-        twins = {row["variant"]: row.get("ref_variant") for row in rk["table"]}
-        folds.append((pred, rk["baseline"], twins))
+        refs = {row["variant"]: {"ref": row.get("ref_variant"), "ranker": row.get("ranker_baseline")}
+                for row in rk["table"]}
+        folds.append((pred, rk["baseline"], refs))
     variants = [v for v in results[-1].outputs["ranking"]["variants"] if all(v in p.columns for p, _, _ in folds)]
     rows = []
     for v in variants:
-        refs = {"baseline": [base for _, base, _ in folds], "ref": [twins.get(v) for _, _, twins in folds]}
+        refs = {"baseline": [base for _, base, _ in folds],
+                **{name: [r.get(v, {}).get(name) for _, _, r in folds] for name in ("ranker", "ref")}}
         row: dict = {"variant": v, **_pooled(folds, v, [None] * len(folds), "auc", n_bootstrap, seed, alpha)}
         for name, per_fold in refs.items():
             usable = all(isinstance(r, str) and r != v for r in per_fold)
@@ -133,6 +135,7 @@ def write_rolling_report(run_dir: Path, folds: list[Fold], results: list[RunResu
              "Each fold's lift is measured against that fold's strongest baseline (by its validation AUC).", "",
              pd.DataFrame([{"variant": r["variant"], "AUC": interval(r, "auc"),
                             "ΔAUC vs strongest baseline": interval(r, "auc_diff_vs_baseline", True),
+                            "ΔAUC vs its ranker's baseline": interval(r, "auc_diff_vs_ranker", True),
                             "ΔAUC vs content-only": interval(r, "auc_diff_vs_ref", True)}
                            for r in pooled.to_dict(orient="records")]).to_markdown(index=False, disable_numparse=True),
              "", "## Folds", ""]

@@ -136,7 +136,8 @@ def test_pool_folds_uses_each_folds_strongest_baseline(tmp_path):
         run_dir = tmp_path / f"fold_{k}"
         (run_dir / "ranking").mkdir(parents=True)
         pred.to_parquet(run_dir / "ranking" / PREDICTIONS)
-        table = [{"variant": v, "ref_variant": "match_content" if v == "match" else None}
+        table = [{"variant": v, "ref_variant": "match_content" if v == "match" else None,
+                  "ranker_baseline": "baseline" if v.startswith("match") else None}
                  for v in ("baseline", "dlrm_baseline", "match", "match_content")]
         results.append(RunResult(run_dir, {"ranking": {"baseline": strongest, "table": table, "variants": {
             v: {} for v in ("baseline", "dlrm_baseline", "match", "match_content")}}}, {}))
@@ -148,6 +149,8 @@ def test_pool_folds_uses_each_folds_strongest_baseline(tmp_path):
     assert pooled.loc["match", "auc_diff_vs_baseline"] == pytest.approx(want)
     assert pooled.loc["match", "strongest_baselines"] == "baseline,dlrm_baseline"
     assert not np.isnan(pooled.loc["match", "auc_diff_vs_ref"]) and np.isnan(pooled.loc["baseline", "auc_diff_vs_ref"])
+    own = np.mean([auc(p["label"], p["match"]) - auc(p["label"], p["baseline"]) for p in preds])
+    assert pooled.loc["match", "auc_diff_vs_ranker"] == pytest.approx(own)
 
 
 def test_rolling_config_is_validated():
