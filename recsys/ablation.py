@@ -1,5 +1,5 @@
 """Ablations of a finished run: one component switched off (or swapped) at a time, rerun in a scratch copy from
-the earliest stage it affects, compared with the full run on the same test examples.
+the earliest stage it affects up to the ranking stage, compared with the full run on the same test examples.
 
     <run_dir>/ablations/<component>/   a run directory: the stages before the component's are the full run's
                                        (their markers are copied and their artefacts read in place), the rest rerun
@@ -137,8 +137,8 @@ def run_ablations(run_dir: str | Path, names: list[str], on_stage: Callable[[str
         _reuse_stages_before(run_dir, scratch, component.stage)
         if on_stage:
             on_stage(name, f"{component.what}: rerun from {component.stage}")
-        result = run_pipeline(ablated_config(cfg, component), scratch, on_stage=on_stage,
-                              shared_dir=_shared_dir(run_dir))
+        result = run_pipeline(ablated_config(cfg, component), scratch, stages=["ranking"], on_stage=on_stage,
+                              shared_dir=_shared_dir(run_dir))  # up to ranking: the lifetime is not compared
         rows += compare(run_dir, result, name, component.what, n_bootstrap=cfg.ranking.bootstrap, seed=cfg.seed)
     table = pd.DataFrame(rows)
     write_json(run_dir / "ablation.json", {"components": names, "rows": table.to_dict(orient="records")})
