@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pandas as pd
 import pytest
 
 from recsys.ablation import COMPONENTS, ablated_config, run_ablations
@@ -39,27 +38,25 @@ def test_each_component_switches_exactly_its_own_keys(name):
     assert changed == set(component.overrides(base)), (name, changed)
 
 
-def test_ablation_reruns_from_its_stage_and_pairs_with_the_full_run(tiny_run, cli, tmp_path):
+def test_ablation_reruns_from_its_stage_and_pairs_with_the_full_run(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, symlinks=True)
-    proc = cli(["ablate", "--run-dir", str(run), "--what", "cre.content_anchor,features.sid"], timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    scratch = run / "ablations" / "cre.content_anchor"
-    stages = {s: json.loads((scratch / "stages" / f"{s}.json").read_text()) for s in ("embedding", "cre")}
-    full = {s: json.loads((run / "stages" / f"{s}.json").read_text()) for s in ("embedding", "cre")}
-    assert stages["embedding"] == full["embedding"]                       # reused, not retrained
-    assert stages["cre"]["fingerprint"] != full["cre"]["fingerprint"]     # rerun with the component off
-    assert "content_anchor_weight: 1.0 -> 0.0" in " ".join(proc.stdout.split()) or \
-        stages["cre"]["fingerprint_inputs"]["embedding.cre.content_anchor_weight"] == 0.0
-    rows = pd.DataFrame(json.loads((run / "ablation.json").read_text())["rows"])
-    anchor = rows.loc[rows["component"] == "cre.content_anchor"].set_index("variant")
-    assert {"match", "match_sid", "dlrm_match_sid"} <= set(anchor.index)
-    assert (anchor["auc_change_lo"] <= anchor["auc_change"]).all() and (anchor["auc_change"]
-                                                                         <= anchor["auc_change_hi"]).all()
-    assert anchor.loc["baseline", "auc_change"] == 0  # the baseline does not use the embedding
+    rows = run_ablations(run, ["features.collaborative", "features.sid"])
+    scratch = run / "ablations" / "features.collaborative"
+    for stage in ("embedding", "teachers", "cre"):                        # reused, not refitted
+        assert (json.loads((scratch / "stages" / f"{stage}.json").read_text())
+                == json.loads((run / "stages" / f"{stage}.json").read_text())), stage
+    features = json.loads((scratch / "stages" / "features.json").read_text())
+    assert features["fingerprint_inputs"]["features.collaborative"] is False  # rerun with the component off
+    assert not (scratch / "stages" / "simulation.json").exists()          # ablations stop at the ranking stage
+    off = rows.loc[rows["component"] == "features.collaborative"].set_index("variant")
+    assert {"baseline", "match", "match_sid", "dlrm_baseline", "dlrm_match_sid"} <= set(off.index)
+    assert (off["auc_change_lo"] <= off["auc_change"]).all() and (off["auc_change"] <= off["auc_change_hi"]).all()
+    assert (off["auc_change"] != 0).all()                                 # every ranker had the score
+    assert json.loads((run / "ablation.json").read_text())["components"] == ["features.collaborative", "features.sid"]
     sid = rows.loc[rows["component"] == "features.sid"]
     assert len(sid) == 2 and sid["what"].str.contains("without semantic IDs").all()
     report = (run / "results.md").read_text()
-    assert "## Ablations" in report and "cre.content_anchor" in report
+    assert "## Ablations" in report and "features.collaborative" in report
     with pytest.raises(ConfigError, match="unknown ablation components"):
         run_ablations(run, ["nope"])
