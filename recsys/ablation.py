@@ -234,7 +234,8 @@ def ablation_section(table: pd.DataFrame) -> list[str]:
                      "ΔAUC (ablated - full)": interval(r, "auc_change", True),
                      "lift vs strongest baseline, full": interval(full, "auc_diff_vs_baseline", True),
                      "lift, ablated": interval(abl, "auc_diff_vs_baseline", True),
-                     "retrieval change": r.get("retrieval_change") or ""})
+                     "retrieval change": r.get("retrieval_change") if isinstance(r.get("retrieval_change"), str)
+                     else ""})
     return ["## Ablations (one component off at a time; paired over users on the same test examples)", "",
             pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "(none)", ""]
 
