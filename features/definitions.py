@@ -207,40 +207,33 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
     sid_match_v1 = odfv("sid_match_v1", mf.sid_match_features(cfg.sid_levels), mf.sid_match_v1_udf, sid_fields,
                         ["recent_items", "recent_sids", "centroid_sids"])
 
-    collaborative = []
+    def cf_view(name: str, entity: Entity, column: str, what: str) -> FeatureView:
+        return FeatureView(
+            name=name,
+            entities=[entity],
+            ttl=TTL,
+            schema=[Field(name=column, dtype=Array(Float32),
+                          description=f"ID two-tower {what} vector, {cfg.cf_dim} dims (unit)"),
+                    Field(name=ROW_TIME, dtype=Int64, description="the row's own time, microseconds since the epoch")],
+            online=True,
+            source=source(name),
+            tags={"team": "recsys", "cf_dim": str(cfg.cf_dim)},
+        )
+
+    cf_views, cf_scores = [], []
     if cfg.cf_dim:
         # The ID teacher's user and item vectors (embedding.teachers, trained on the train period only), stamped
         # with the end of that period: what a production ranker's collaborative model knows.
-        user_cf = FeatureView(
-            name="user_cf",
-            entities=[user],
-            ttl=TTL,
-            schema=[Field(name=CF_USER_VECTOR, dtype=Array(Float32),
-                          description=f"ID two-tower user vector, {cfg.cf_dim} dims (unit)"),
-                    Field(name=ROW_TIME, dtype=Int64, description="the row's own time, microseconds since the epoch")],
-            online=True,
-            source=source("user_cf"),
-            tags={"team": "recsys", "cf_dim": str(cfg.cf_dim)},
-        )
-        item_cf = FeatureView(
-            name="item_cf",
-            entities=[item],
-            ttl=TTL,
-            schema=[Field(name=CF_ITEM_VECTOR, dtype=Array(Float32),
-                          description=f"ID two-tower item vector, {cfg.cf_dim} dims (unit)"),
-                    Field(name=ROW_TIME, dtype=Int64, description="the row's own time, microseconds since the epoch")],
-            online=True,
-            source=source("item_cf"),
-            tags={"team": "recsys", "cf_dim": str(cfg.cf_dim)},
-        )
+        user_cf = cf_view("user_cf", user, CF_USER_VECTOR, "user")
+        item_cf = cf_view("item_cf", item, CF_ITEM_VECTOR, "item")
+        cf_views = [user_cf, item_cf]
         # Collaborative score: cosine of the user's and the candidate's ID vectors (NaN for an unknown id).
-        cf_v1 = odfv("cf_v1", mf.COLLABORATIVE_FEATURES, mf.cf_v1_udf, [CF_ITEM_VECTOR], [CF_USER_VECTOR],
-                     item_view=item_cf, user_view=user_cf)
-        collaborative = [user_cf, item_cf, cf_v1]
+        cf_scores = [odfv("cf_v1", mf.COLLABORATIVE_FEATURES, mf.cf_v1_udf, [CF_ITEM_VECTOR], [CF_USER_VECTOR],
+                          item_view=item_cf, user_view=user_cf)]
 
     # --- feature services: one per ranking model version, named by SERVICE_BY_VARIANT; every one carries the
     # collaborative score where the repository has it (the strongest baseline a match feature must beat)
-    stats = [item_stats, user_stats, *collaborative[2:]]
+    stats = [item_stats, user_stats, *cf_scores]
     services = [
         # Engagement statistics (+ the collaborative score) only: the baseline ranker.
         FeatureService(name=SERVICE_BY_VARIANT["baseline"], features=stats, tags={"team": "recsys"},
@@ -254,5 +247,5 @@ def build_definitions(paths: dict[str, str | Path], cfg: FeatureConfig | None = 
                                  sid_match_v1],
                        tags={"team": "recsys"}, description="stats + embedding match + semantic IDs"),
     ]
-    return [user, item, item_embedding, user_interests, item_stats, user_stats, *collaborative[:2], match_v1,
-            sid_match_v1, *collaborative[2:], *services]
+    return [user, item, item_embedding, user_interests, item_stats, user_stats, *cf_views, match_v1, sid_match_v1,
+            *cf_scores, *services]
