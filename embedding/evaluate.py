@@ -2,7 +2,8 @@
 keys, a `primary_metric` and `greater_is_better`.
 
 Recall@k here is per query: |relevant in top k| / |relevant|, averaged over queries (exact inner-product search
-over L2-normalised vectors with faiss; the query item itself is excluded from its own i2i results).
+over L2-normalised vectors with faiss; the query item itself is excluded from its own i2i results). The per-query
+values (`query_table`) let two models be compared on the same queries with a paired interval (`paired_interval`).
 
 An evaluator only scores vectors; *what* produces them is an `Embedder`:
 - `ModelEmbedder` embeds items (query or target role) and texts with the trained model;
@@ -18,11 +19,17 @@ from typing import Protocol
 
 import faiss
 import numpy as np
+import pandas as pd
+from scipy.stats import bootstrap
 
 from embedding.encoders.types import EncodedItems, TextTokens
 from embedding.infer import embed_items, embed_texts
 from embedding.model import OmniEmbeddingModel
 from embedding.tasks import PairSet
+
+RETRIEVAL_QUERIES = "retrieval_queries.parquet"
+"""The per-query retrieval table a stage writes beside its model (see `query_table`)."""
+QUERY_COLUMNS = ["evaluator", "query", "metric", "value", "primary"]
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -71,8 +78,9 @@ class RetrievalEvaluator:
     def primary_metric(self) -> str:
         return f"{self.name}/recall@{self.ks[0]}"
 
-    def score(self, query_emb: np.ndarray, corpus_emb: np.ndarray) -> dict[str, float]:
-        """Metrics from precomputed vectors: query_emb [Q, D] aligned with query_keys, corpus_emb [N, D]."""
+    def per_query(self, query_emb: np.ndarray, corpus_emb: np.ndarray) -> dict[str, np.ndarray]:
+        """Recall@k of each query ({"recall@10": [Q], ...}) from precomputed vectors: query_emb [Q, D] aligned
+        with query_keys, corpus_emb [N, D]."""
         if len(query_emb) != len(self.query_keys) or len(corpus_emb) != len(self.corpus_keys):
             raise ValueError(f"{self.name}: got {len(query_emb)} query / {len(corpus_emb)} corpus vectors for "
                              f"{len(self.query_keys)} queries / {len(self.corpus_keys)} corpus entries")
@@ -84,12 +92,23 @@ class RetrievalEvaluator:
             kk = min(max(self.ks), len(self.corpus_keys))
             top = np.stack([np.pad(r[r != s][:kk], (0, kk - len(r[r != s][:kk])), constant_values=-1)
                             for r, s in zip(top, self_row)])
-        out: dict[str, float] = {}
-        for k in self.ks:
-            rec = [len(np.intersect1d(top[i, :k], rel)) / len(rel) for i, rel in enumerate(self.relevant)]
-            out[f"{self.name}/recall@{k}"] = float(np.mean(rec)) if rec else float("nan")
+        return {f"recall@{k}": np.array([len(np.intersect1d(top[i, :k], rel)) / len(rel)
+                                         for i, rel in enumerate(self.relevant)], dtype=np.float64)
+                for k in self.ks}
+
+    def score(self, query_emb: np.ndarray, corpus_emb: np.ndarray) -> dict[str, float]:
+        """The per-query recalls averaged: {"<name>/recall@k": mean, "<name>/n_queries": Q}."""
+        out = {f"{self.name}/{m}": float(v.mean()) if len(v) else float("nan")
+               for m, v in self.per_query(query_emb, corpus_emb).items()}
         out[f"{self.name}/n_queries"] = float(len(self.query_keys))
         return out
+
+    def query_table(self, embedder: Embedder) -> pd.DataFrame:
+        """One row per (query, metric): evaluator, query (its key as text), metric, value, primary."""
+        q = embedder(self.query_kind, self.query_keys, "query", self.task)
+        c = embedder(self.corpus_kind, self.corpus_keys, "target", self.task)
+        return query_frame(self.name, [str(k) for k in self.query_keys], self.per_query(q, c),
+                           self.primary_metric.split("/", 1)[1])
 
     def __call__(self, embedder: Embedder) -> dict[str, float]:
         q = embedder(self.query_kind, self.query_keys, "query", self.task)
@@ -132,6 +151,50 @@ def run_evaluators(evaluators: Sequence[RetrievalEvaluator], embedder: Embedder,
     out: dict[str, float] = {}
     for ev in evaluators:
         out.update({f"{prefix}{k}": v for k, v in ev(embedder).items()})
+    return out
+
+
+def query_frame(evaluator: str, queries: list[str], values: dict[str, np.ndarray], primary: str) -> pd.DataFrame:
+    """The long per-query table of one evaluator (`query_table`'s format)."""
+    return pd.DataFrame([(evaluator, q, m, float(v[i]), m == primary) for m, v in values.items()
+                         for i, q in enumerate(queries)], columns=QUERY_COLUMNS)
+
+
+def summarize(frame: pd.DataFrame, prefix: str = "") -> dict[str, float]:
+    """`run_evaluators`' metrics from a per-query table: means per (evaluator, metric) and n_queries."""
+    out: dict[str, float] = {}
+    for ev, g in frame.groupby("evaluator", sort=True):
+        for metric, v in g.groupby("metric", sort=False)["value"]:
+            out[f"{prefix}{ev}/{metric}"] = float(v.mean())
+        out[f"{prefix}{ev}/n_queries"] = float(g["query"].nunique())
+    return out
+
+
+def paired_interval(after: np.ndarray, before: np.ndarray, n_resamples: int = 1000, seed: int = 0,
+                    alpha: float = 0.05) -> tuple[float, float, float]:
+    """mean(after - before) over the same queries and its percentile bootstrap interval over queries."""
+    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    if len(d) < 2 or np.all(d == d[0]):
+        m = float(d.mean()) if len(d) else float("nan")
+        return m, m, m
+    ci = bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=1 - alpha, method="percentile",
+                   random_state=np.random.default_rng(seed)).confidence_interval
+    return float(d.mean()), float(ci.low), float(ci.high)
+
+
+def compare_query_tables(after: pd.DataFrame, before: pd.DataFrame, prefix: str, primary_only: bool = False,
+                         n_resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Paired differences (after - before) of every metric both tables report on the same queries:
+    {"<prefix><evaluator>/<metric>": diff, ..._lo, ..._hi, ..._n}."""
+    keys = ["evaluator", "query", "metric"]
+    both = after.merge(before, on=keys, suffixes=("_after", "_before"))
+    if primary_only:
+        both = both.loc[both["primary_after"]]
+    out: dict[str, float] = {}
+    for (ev, metric), g in both.groupby(["evaluator", "metric"], sort=True):
+        d, lo, hi = paired_interval(g["value_after"].to_numpy(), g["value_before"].to_numpy(), n_resamples, seed)
+        key = f"{prefix}{ev}/{metric}"
+        out.update({key: d, f"{key}_lo": lo, f"{key}_hi": hi, f"{key}_n": float(len(g))})
     return out
 
 

@@ -20,7 +20,10 @@ Layout of out_dir:
     checkpoint/  model.safetensors, config.json, state.pt (optimizer, schedule, temperatures, step, history),
                  meta.json (train config + input fingerprint)
     model/       the final model (save_pretrained)
-    train_summary.json   metrics, steps/s, pair counts, loss config
+    train_summary.json   metrics (model, baseline/..., vs_baseline/... paired intervals), steps/s, pair counts
+    retrieval_queries.parquet   the model's per-query recall on every pair set's held-out pairs (embedding.evaluate)
+
+Every pair set is evaluated; only those in `tasks` are trained on (an ablated dataset is still measured).
 """
 
 from __future__ import annotations
@@ -32,13 +35,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from embedding.batches import collate, collate_texts
 from embedding.encoders.types import EncodedItems, TextTokens
-from embedding.evaluate import ModelEmbedder, VectorEmbedder, evaluators_from_pairs, run_evaluators
+from embedding.evaluate import (
+    RETRIEVAL_QUERIES,
+    ModelEmbedder,
+    VectorEmbedder,
+    compare_query_tables,
+    evaluators_from_pairs,
+    run_evaluators,
+    summarize,
+)
 from embedding.fingerprint import encoder_signature, input_fingerprint
 from embedding.guards import content_presence, warn_if_at_chance
 from embedding.infer import pool_text_tokens
@@ -46,11 +58,11 @@ from embedding.losses import InfoNCELoss, MatryoshkaLoss
 from embedding.model import OmniEmbeddingModel
 from embedding.model_config import OmniEmbeddingConfig
 from embedding.schedule import warmup_cosine_schedule
-from embedding.tasks import PairConfig, PairSet, SamplingStrategy, build_pair_sets, dataset_weights
+from embedding.tasks import BUILDERS, PairConfig, PairSet, SamplingStrategy, build_pair_sets, dataset_weights
 from recsys.checkpoint import load_checkpoint, save_checkpoint
 from recsys.data.dataset import Dataset
 from recsys.errors import ConfigError, DataError
-from recsys.io import atomic_directory, write_json
+from recsys.io import atomic_directory, write_json, write_parquet
 from recsys.runtime import (
     Precision,
     autocast,
@@ -123,6 +135,10 @@ class EmbeddingTrainConfig(BaseModel):
     def _check(self) -> EmbeddingTrainConfig:
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr={self.min_lr} exceeds lr={self.lr} (the cosine decays from lr to min_lr)")
+        if unknown := sorted(set(self.tasks) - set(BUILDERS)):
+            raise ValueError(f"tasks {unknown} unknown; the pair builders are {sorted(BUILDERS)}")
+        if not self.tasks:
+            raise ValueError("tasks is empty: name at least one pair builder")
         return self
 
     @property
@@ -149,18 +165,21 @@ def train_embedding(ds: Dataset, encoded: EncodedItems, cfg: EmbeddingTrainConfi
     """Build pairs from the TRAIN split, encode their texts with `encode_texts` (queries, label texts: a
     callable list[str] -> TextTokens, e.g. `lambda t: encoders.encode_texts(t, enc_cfg, cache, device)`),
     then train. Without `encode_texts`, text-side tasks (q2i, label) are skipped."""
-    tasks = list(cfg.tasks)
+    tasks = list(BUILDERS)  # evaluated on every pair set, trained on cfg.tasks: an ablated dataset is still scored
     if encode_texts is None and any(t != "i2i" for t in tasks):
-        log.warning("no encode_texts callable: training i2i only (skipping %s)", [t for t in tasks if t != "i2i"])
+        log.warning("no encode_texts callable: i2i only (skipping %s)", [t for t in tasks if t != "i2i"])
         tasks = [t for t in tasks if t == "i2i"]
-    pair_sets = {k: ps.restrict_items(encoded.item_ids) for k, ps in build_pair_sets(ds, cfg.pairs, tasks).items()}
-    pair_sets = {k: ps for k, ps in pair_sets.items() if len(ps.train) >= 2}
-    texts = sorted({t for ps in pair_sets.values() for t in ps.texts()})
+    built = {k: ps.restrict_items(encoded.item_ids) for k, ps in build_pair_sets(ds, cfg.pairs, tasks).items()}
+    eval_sets = {k: ps for k, ps in built.items() if len(ps.train) >= 2}
+    pair_sets = {k: ps for k, ps in eval_sets.items() if k in cfg.tasks}
+    if skipped := sorted(set(cfg.tasks) - set(pair_sets)):
+        log.warning("embedding training: no pairs for %s (skipped)", skipped)
+    texts = sorted({t for ps in eval_sets.values() for t in ps.texts()})
     text_tokens = encode_texts(texts) if texts else None
     if text_tokens is not None and len(text_tokens) != len(texts):
         raise ValueError(f"encode_texts returned {len(text_tokens)} rows for {len(texts)} texts")
     text_index = {t: i for i, t in enumerate(texts)}
-    return train_on_pairs(encoded, pair_sets, text_tokens, text_index, cfg, out_dir, device, on_step)
+    return train_on_pairs(encoded, pair_sets, text_tokens, text_index, cfg, out_dir, device, on_step, eval_sets)
 
 
 # ---- the loop -------------------------------------------------------------------------------------------
@@ -174,17 +193,20 @@ def _chance_loss(loss_fn: MatryoshkaLoss, batch: int, labels: torch.Tensor, key:
 
 def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextTokens | None,
                    text_index: dict[str, int], cfg: EmbeddingTrainConfig, out_dir: str | Path,
-                   device: str = "auto", on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+                   device: str = "auto", on_step: Callable[[int, dict], None] | None = None,
+                   eval_sets: dict[str, PairSet] | None = None) -> TrainResult:
+    """Train on `pair_sets`; evaluate on the held-out pairs of `eval_sets` (default: the training sets)."""
     out_dir = Path(out_dir)
     if not pair_sets:
         raise DataError("no training pairs: every pair builder came back empty (check the positive rule, the "
                         "split and embedding.train.pairs.i2i_window / i2i_max_gap_hours)")
     dev = resolve_device(device)
     with cpu_threads(cfg.num_threads), seeded(cfg.seed), deterministic_kernels():
-        return _train(encoded, pair_sets, texts, text_index, cfg, out_dir, dev, on_step)
+        return _train(encoded, pair_sets, eval_sets or pair_sets, texts, text_index, cfg, out_dir, dev, on_step)
 
 
-def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextTokens | None,
+def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict[str, PairSet],
+           texts: TextTokens | None,
            text_index: dict[str, int], cfg: EmbeddingTrainConfig, out_dir: Path, dev: torch.device,
            on_step: Callable[[int, dict], None] | None) -> TrainResult:
     """The loop itself, run with the config's thread count and seed (train_on_pairs sets both)."""
@@ -272,7 +294,7 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextToke
         step, history = saved["step"], saved["history"]
         log.info("resumed from %s at step %d", ckpt_dir, step)
 
-    evaluators = evaluators_from_pairs(pair_sets, encoded.item_ids, cfg.eval_max_queries, cfg.seed)
+    evaluators = evaluators_from_pairs(eval_sets, encoded.item_ids, cfg.eval_max_queries, cfg.seed)
 
     def evaluate() -> dict[str, float]:
         embedder = ModelEmbedder(model, encoded, texts, text_index, cfg.infer_batch_size, str(dev))
@@ -327,13 +349,18 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextToke
     model.eval()
     with atomic_directory(model_dir) as tmp:
         model.save_pretrained(tmp)
-    metrics = evaluate()
     baseline_texts = {}
     if texts is not None:
         pooled = pool_text_tokens(texts)
         baseline_texts = {t: pooled[i] for t, i in text_index.items()}
-    metrics.update(run_evaluators(evaluators, VectorEmbedder(encoded.item_ids, encoded.pooled_text,
-                                                             baseline_texts), prefix="baseline/"))
+    embedder = ModelEmbedder(model, encoded, texts, text_index, cfg.infer_batch_size, str(dev))
+    queries = pd.concat([ev.query_table(embedder) for ev in evaluators], ignore_index=True)
+    baseline_queries = pd.concat([ev.query_table(VectorEmbedder(encoded.item_ids, encoded.pooled_text,
+                                                                baseline_texts)) for ev in evaluators],
+                                 ignore_index=True)
+    write_parquet(out_dir / RETRIEVAL_QUERIES, queries)
+    metrics = {**summarize(queries), **summarize(baseline_queries, "baseline/"),
+               **compare_query_tables(queries, baseline_queries, "vs_baseline/", seed=cfg.seed)}
     tail = [h["loss"] for h in history[-max(1, min(50, len(history))):]]
     chance_ratio = warn_if_at_chance(history, content_presence(encoded))
     metrics.update({"train/loss": float(np.mean(tail)) if tail else float("nan"), "train/steps": float(step),

@@ -112,8 +112,9 @@ def cold_section(table: pd.DataFrame) -> list[str]:
 
 
 def paired_metrics_section(title: str, metrics: Mapping[str, float], prefix: str, left: str, right: str,
-                           note: str) -> list[str]:
-    """Rows of metric: <right> (metrics[prefix + key]) against <left> (metrics[key])."""
+                           note: str, paired_prefix: str = "") -> list[str]:
+    """Rows of metric: <right> (metrics[prefix + key]) against <left> (metrics[key]), with the paired interval
+    over queries (metrics[paired_prefix + key], _lo, _hi) where the stage measured one."""
     rows = []
     for key, value in metrics.items():
         if not key.startswith(prefix) or "n_queries" in key:
@@ -122,8 +123,9 @@ def paired_metrics_section(title: str, metrics: Mapping[str, float], prefix: str
         if name not in metrics or not isinstance(value, (int, float)):
             continue
         after, before = float(metrics[name]), float(value)
-        rows.append({"metric": name, right: f"{before:.4f}", left: f"{after:.4f}",
-                     "difference": f"{after - before:+.4f}"})
+        key = paired_prefix + name
+        diff = interval(metrics, key, True) if paired_prefix and key in metrics else f"{after - before:+.4f}"
+        rows.append({"metric": name, right: f"{before:.4f}", left: f"{after:.4f}", "difference [95% CI]": diff})
     return [f"## {title}", "", note, "", _markdown(rows), ""]
 
 
@@ -155,11 +157,13 @@ def write_results(path: str | Path, title: str, mlflow_uri: str, ranking: Mappin
         lines += paired_metrics_section(
             "Embedding model against the text-only baseline (held-out pairs)", embedding_metrics, "baseline/",
             "embedding model", "text-only", "Retrieval on the content stage's held-out pairs; the text-only "
-            "baseline embeds the same texts with the text encoder alone.")
+            "baseline embeds the same texts with the text encoder alone; intervals paired over queries.",
+            "vs_baseline/")
     if cre_metrics:
         lines += paired_metrics_section(
             "CRE: before (content model) and after", cre_metrics, "before/", "after CRE", "content model",
-            "The same evaluators on the content model and on the CRE model.")
+            "The same evaluators on the content model and on the CRE model; intervals paired over queries where "
+            "each query is scored on its own.", "vs_before/")
     lines += lifetime_section(lifetime, lifetime_skipped, baseline)
     lines += ["## Full table", "", table.to_markdown(index=False, floatfmt=".4f"), "",
               f"MLflow: `mlflow ui --backend-store-uri {mlflow_uri}`"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from embedding.evaluate import RETRIEVAL_QUERIES, compare_query_tables
 from ranking.metrics import METRICS, paired_bootstrap_diff
 from recsys.config import RunConfig
 from recsys.config_io import load_model
@@ -137,9 +139,12 @@ def run_ablations(run_dir: str | Path, names: list[str], on_stage: Callable[[str
         _reuse_stages_before(run_dir, scratch, component.stage)
         if on_stage:
             on_stage(name, f"{component.what}: rerun from {component.stage}")
+        t0 = time.perf_counter()
         result = run_pipeline(ablated_config(cfg, component), scratch, stages=["ranking"], on_stage=on_stage,
                               shared_dir=_shared_dir(run_dir))  # up to ranking: the lifetime is not compared
-        rows += compare(run_dir, result, name, component.what, n_bootstrap=cfg.ranking.bootstrap, seed=cfg.seed)
+        seconds = time.perf_counter() - t0
+        rows += [{**r, "seconds": seconds} for r in compare(run_dir, result, name, component.what, component.stage,
+                                                             n_bootstrap=cfg.ranking.bootstrap, seed=cfg.seed)]
     table = pd.DataFrame(rows)
     write_json(run_dir / "ablation.json", {"components": names, "rows": table.to_dict(orient="records")})
     section = "\n".join(ablation_section(table)) + "\n"
@@ -181,10 +186,11 @@ def _reuse_stages_before(run_dir: Path, scratch: Path, stage: str) -> None:
             shutil.copy(marker, scratch / "stages" / marker.name)
 
 
-def compare(run_dir: Path, ablated: RunResult, name: str, what: str, n_bootstrap: int = 200, seed: int = 0,
-            alpha: float = 0.05) -> list[dict[str, Any]]:
+def compare(run_dir: Path, ablated: RunResult, name: str, what: str, from_stage: str = "encode",
+            n_bootstrap: int = 200, seed: int = 0, alpha: float = 0.05) -> list[dict[str, Any]]:
     """Per variant in both runs: AUC change (ablated - full, paired over users), and each run's lift against
-    its strongest baseline; plus the change of every retrieval metric both runs report."""
+    its strongest baseline; plus the change of each retrieval evaluator's primary metric in the stages rerun
+    from `from_stage` on (paired over the same queries)."""
     full_pred = pd.read_parquet(run_dir / "ranking" / PREDICTIONS)
     abl_pred = pd.read_parquet(ablated.run_dir / "ranking" / PREDICTIONS)
     keys = ["user_id", "item_id", "event_timestamp", "label"]
@@ -204,15 +210,26 @@ def compare(run_dir: Path, ablated: RunResult, name: str, what: str, n_bootstrap
                                                                                      ("ablated", abl[v]))
                                              for k in ("auc_diff_vs_baseline", "auc_diff_vs_baseline_lo",
                                                        "auc_diff_vs_baseline_hi")}})
-    retrieval = {}
-    for stage in ("embedding", "cre"):
-        before = json.loads((run_dir / "stages" / f"{stage}.json").read_text()).get("metrics", {})
-        after = ablated.outputs.get(stage, {}).get("metrics", {})
-        retrieval.update({f"{stage}.{k}": after[k] - before[k] for k in before
-                          if k in after and "recall" in k and not k.startswith(("baseline/", "before/"))})
+    retrieval = retrieval_change(run_dir, ablated.run_dir, from_stage, seed=seed)
     for row in rows:
-        row["retrieval_change"] = json.dumps({k: round(v, 4) for k, v in retrieval.items() if v})
+        row["retrieval_change"] = retrieval
     return rows
+
+
+def retrieval_change(run_dir: Path, ablated_dir: Path, from_stage: str, seed: int = 0
+                     ) -> dict[str, list[float]]:
+    """{"<stage>.<evaluator>/<metric>": [ablated - full, lo, hi]} of the primary retrieval metrics of the
+    embedding and CRE stages that reran (each stage's per-query table, paired over the queries both scored)."""
+    out: dict[str, list[float]] = {}
+    for stage in ("embedding", "cre"):
+        full, abl = run_dir / stage / RETRIEVAL_QUERIES, ablated_dir / stage / RETRIEVAL_QUERIES
+        if STAGES.index(stage) < STAGES.index(from_stage) or not (full.is_file() and abl.is_file()):
+            continue
+        paired = compare_query_tables(pd.read_parquet(abl), pd.read_parquet(full), f"{stage}.", primary_only=True,
+                                      seed=seed)
+        out.update({k: [paired[k], paired[f"{k}_lo"], paired[f"{k}_hi"]] for k in paired
+                    if not k.endswith(("_lo", "_hi", "_n"))})
+    return out
 
 
 def _drop_group_rows(name: str, full: dict) -> list[dict[str, Any]]:
@@ -221,6 +238,12 @@ def _drop_group_rows(name: str, full: dict) -> list[dict[str, Any]]:
              "variant": r["variant"], "auc_change": -r["auc_diff_vs_without"],
              "auc_change_lo": -r["auc_diff_vs_without_hi"], "auc_change_hi": -r["auc_diff_vs_without_lo"]}
             for r in full.get("attribution", []) if r["group"].startswith(group)]
+
+
+def _retrieval_cell(change: Any) -> str:
+    if not isinstance(change, dict):
+        return ""
+    return "; ".join(f"{k} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for k, (d, lo, hi) in change.items())
 
 
 def ablation_section(table: pd.DataFrame) -> list[str]:
@@ -234,8 +257,8 @@ def ablation_section(table: pd.DataFrame) -> list[str]:
                      "ΔAUC (ablated - full)": interval(r, "auc_change", True),
                      "lift vs strongest baseline, full": interval(full, "auc_diff_vs_baseline", True),
                      "lift, ablated": interval(abl, "auc_diff_vs_baseline", True),
-                     "retrieval change": r.get("retrieval_change") if isinstance(r.get("retrieval_change"), str)
-                     else ""})
+                     "retrieval change (primary metrics)": _retrieval_cell(r.get("retrieval_change")),
+                     "seconds": f"{r['seconds']:.0f}" if pd.notna(r.get("seconds")) else ""})
     return ["## Ablations (one component off at a time; paired over users on the same test examples)", "",
             pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "(none)", ""]
 

@@ -53,6 +53,13 @@ def write_json(target: str | Path, payload: Any) -> Path:
     return write_text(target, json.dumps(payload, indent=2, default=str))
 
 
+def write_parquet(target: str | Path, frame: Any) -> Path:
+    """A pandas DataFrame as parquet (no index)."""
+    with atomic_file(target) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(target)
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces `target` (and everything in it) only if the block succeeds."""

@@ -35,7 +35,7 @@ from recsys.config_io import dump_model
 from recsys.data.dataset import Dataset
 from recsys.errors import ConfigError
 from recsys.fingerprints import changed_keys, fingerprint, stage_inputs
-from recsys.io import atomic_file, write_json
+from recsys.io import atomic_file, write_json, write_parquet
 from recsys.runtime import cpu_threads, seeded
 
 log = logging.getLogger(__name__)
@@ -275,8 +275,7 @@ def stage_ranking(ctx: RunContext) -> dict:
                         ("importance", result.importance)):
         with atomic_file(ctx.run_dir / "ranking" / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=False)
-    with atomic_file(ctx.run_dir / "ranking" / PREDICTIONS) as tmp:  # the test scores: rolling-origin pooling
-        result.predictions.to_parquet(tmp, index=False)
+    write_parquet(ctx.run_dir / "ranking" / PREDICTIONS, result.predictions)  # the test scores: pooled folds
     n_train, n_test = len(frames.train), len(frames.test)
     return {"table": result.table.to_dict(orient="records"), "baseline": result.baseline,
             "attribution": result.attribution.to_dict(orient="records"),

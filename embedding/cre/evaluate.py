@@ -42,7 +42,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from embedding.cre.data import teacher_matrix
 from embedding.cre.sequences import SequenceSet, build_sequences, seq2item_events
-from embedding.evaluate import RetrievalEvaluator, VectorEmbedder, evaluators_from_pairs, exact_search, normalize
+from embedding.evaluate import (
+    RetrievalEvaluator,
+    VectorEmbedder,
+    evaluators_from_pairs,
+    exact_search,
+    normalize,
+    query_frame,
+)
 from embedding.tasks import PairConfig, build_i2i_pairs
 from recsys.data.dataset import Dataset
 
@@ -113,14 +120,15 @@ class Seq2ItemEvaluator:
     def primary_metric(self) -> str:
         return f"{self.name}/recall@{10 if 10 in self.ks else self.ks[0]}"
 
-    def __call__(self, space: ItemSpace) -> dict[str, float]:
+    def per_query(self, space: ItemSpace) -> tuple[list[str], dict[str, np.ndarray]]:
+        """(the users queried, {"recall@k": hit of each}): users whose target or whole history has no vector
+        are left out."""
         hist = space.rows(self.sequences.history)  # (S, L), -1 = padding / unknown
         tgt = space.rows(self.sequences.target)  # (S,)
         ok = (tgt >= 0) & (hist >= 0).any(1)
-        hist, tgt = hist[ok], tgt[ok]
-        out = {f"{self.name}/n_queries": float(len(tgt))}
+        hist, tgt, users = hist[ok], tgt[ok], self.sequences.user_id[ok]
         if not len(tgt):
-            return {**out, **{f"{self.name}/recall@{k}": float("nan") for k in self.ks}}
+            return [], {f"recall@{k}": np.zeros(0) for k in self.ks}
         valid = (hist >= 0)[..., None]
         q = (space.vectors[np.maximum(hist, 0)] * valid).sum(1) / valid.sum(1)  # (S, D) mean of history
         kk = max(self.ks)
@@ -131,8 +139,17 @@ class Seq2ItemEvaluator:
             hit = np.flatnonzero(row == tgt[i])
             if len(hit):
                 rank[i] = hit[0]
-        for k in self.ks:
-            out[f"{self.name}/recall@{k}"] = float(np.mean(rank < k))
+        return [str(u) for u in users], {f"recall@{k}": (rank < k).astype(np.float64) for k in self.ks}
+
+    def query_table(self, space: ItemSpace) -> pd.DataFrame:
+        users, values = self.per_query(space)
+        return query_frame(self.name, users, values, self.primary_metric.split("/", 1)[1])
+
+    def __call__(self, space: ItemSpace) -> dict[str, float]:
+        users, values = self.per_query(space)
+        out = {f"{self.name}/n_queries": float(len(users))}
+        for metric, v in values.items():
+            out[f"{self.name}/{metric}"] = float(v.mean()) if len(v) else float("nan")
         return out
 
 
@@ -151,11 +168,17 @@ class PairRetrievalEvaluator:
     def primary_metric(self) -> str:
         return self.inner.primary_metric
 
-    def __call__(self, space: ItemSpace) -> dict[str, float]:
+    def _embedder(self, space: ItemSpace) -> VectorEmbedder:
         keep = space.rows(self.inner.corpus_keys)
         if (keep < 0).any():
             raise ValueError(f"{self.name}: {int((keep < 0).sum())} corpus items have no vector")
-        return self.inner(VectorEmbedder(space.item_ids, space.vectors))
+        return VectorEmbedder(space.item_ids, space.vectors)
+
+    def query_table(self, space: ItemSpace) -> pd.DataFrame:
+        return self.inner.query_table(self._embedder(space))
+
+    def __call__(self, space: ItemSpace) -> dict[str, float]:
+        return self.inner(self._embedder(space))
 
 
 @dataclass
@@ -418,6 +441,17 @@ def run_cre_evaluators(evaluators: Sequence[CREEvaluator], space: ItemSpace, pre
     return out
 
 
+def cre_query_table(evaluators: Sequence[CREEvaluator], space: ItemSpace) -> pd.DataFrame:
+    """The per-query table (embedding.evaluate.query_table's format) of the evaluators that score queries one by
+    one (seq2item over users with the same sequences whatever the model, i2i pairs); the vanilla seq2item only, as
+    the filtered sequences depend on the reference vectors."""
+    frames = [ev.query_table(space) for ev in evaluators
+              if isinstance(ev, PairRetrievalEvaluator) or (isinstance(ev, Seq2ItemEvaluator)
+                                                            and ev.sequences.kind == "vanilla")]
+    return pd.concat(frames, ignore_index=True) if frames else query_frame("none", [], {}, "")
+
+
 __all__ = ["CREEvalConfig", "CREEvaluator", "ItemSpace", "Seq2ItemEvaluator", "PairRetrievalEvaluator",
            "CategoryEvaluator", "ClusterNMIEvaluator", "NeighbourAgreementEvaluator", "BijectiveAlignmentEvaluator",
-           "build_cre_evaluators", "run_cre_evaluators", "bijective_alignment", "ridge_probe", "primary_categories"]
+           "build_cre_evaluators", "cre_query_table", "run_cre_evaluators", "bijective_alignment", "ridge_probe",
+           "primary_categories"]

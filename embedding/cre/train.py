@@ -13,7 +13,8 @@ Layout of out_dir:
                         step, history), meta.json (config + input fingerprint)
     model/              the final model (save_pretrained)
     heads.safetensors   the projection heads (embedding.cre.heads.load_heads)
-    cre_summary.json    metrics (after, and before/...), steps/s, data counts, loss config
+    cre_summary.json    metrics (after, before/..., vs_before/... paired intervals), steps/s, data counts, loss config
+    retrieval_queries.parquet   the CRE model's per-query seq2item and i2i values (embedding.evaluate)
 
 Resumable: the batch, dropout and field dropout of step s depend only on (seed, s) and the bank is in the
 checkpoint, so an interrupted + resumed run equals an uninterrupted one; rerunning a finished run returns its result.
@@ -38,19 +39,26 @@ from tqdm.auto import tqdm
 from embedding.cre.config import CREConfig
 from embedding.cre.data import CREData, build_cre_data, teacher_matrix
 from embedding.cre.embedder import ItemEmbedder, frozen_outputs
-from embedding.cre.evaluate import CREEvalConfig, ItemSpace, build_cre_evaluators, run_cre_evaluators
+from embedding.cre.evaluate import (
+    CREEvalConfig,
+    ItemSpace,
+    build_cre_evaluators,
+    cre_query_table,
+    run_cre_evaluators,
+)
 from embedding.cre.heads import HEADS_NAME, ProjectionHead, project, save_heads
 from embedding.cre.objectives import CREObjectives
 from embedding.cre.samplers import ID2ItemSampler, Seq2ItemSampler
 from embedding.cre.sequences import seq2item_events
 from embedding.encoders.types import EncodedItems
+from embedding.evaluate import RETRIEVAL_QUERIES, compare_query_tables
 from embedding.fingerprint import encoder_signature, input_fingerprint
 from embedding.infer import ITEM_ROLE
 from embedding.model import OmniEmbeddingModel
 from embedding.schedule import warmup_cosine_schedule
 from recsys.checkpoint import load_checkpoint, save_checkpoint
 from recsys.data.dataset import Dataset
-from recsys.io import atomic_directory, write_json
+from recsys.io import atomic_directory, write_json, write_parquet
 from recsys.runtime import autocast, cpu_threads, deterministic_kernels, resolve_device, resolve_precision, seeded
 
 log = logging.getLogger(__name__)
@@ -220,14 +228,20 @@ def _eval_config(cfg: CREConfig) -> CREEvalConfig:
 
 
 def evaluate(ds: Dataset, state: CREState, data: CREData, teachers: dict[str, tuple[np.ndarray, np.ndarray]],
-             cfg: CREConfig) -> dict[str, float]:
+             cfg: CREConfig) -> tuple[dict[str, float], pd.DataFrame]:
     """Every CRE evaluator on the CRE model (with its heads' projections) and, prefixed "before/", on the
-    content model; plus the stages' final training losses and the learnt temperatures."""
+    content model, with paired intervals ("vs_before/") where queries are scored one by one; plus the stages'
+    final training losses and the learnt temperatures. Returns (metrics, the CRE model's per-query table)."""
     tables = {k: pd.DataFrame({"item_id": ids, "embedding": list(vec)}) for k, (ids, vec) in teachers.items()}
     evaluators = build_cre_evaluators(ds, data.item_ids, tables, _eval_config(cfg), data.item_ids, data.base_vectors)
     after = state.embed.all_items()
-    metrics = run_cre_evaluators(evaluators, ItemSpace(data.item_ids, after, project(state.heads, after)))
-    metrics.update(run_cre_evaluators(evaluators, ItemSpace(data.item_ids, data.base_vectors), prefix="before/"))
+    after_space, before_space = ItemSpace(data.item_ids, after, project(state.heads, after)), \
+        ItemSpace(data.item_ids, data.base_vectors)
+    metrics = run_cre_evaluators(evaluators, after_space)
+    metrics.update(run_cre_evaluators(evaluators, before_space, prefix="before/"))
+    queries = cre_query_table(evaluators, after_space)
+    metrics.update(compare_query_tables(queries, cre_query_table(evaluators, before_space), "vs_before/",
+                                        seed=cfg.seed))
     for stage in STAGES:
         tail = [h["loss"] for h in state.history if h["stage"] == stage][-25:]
         if tail:
@@ -236,7 +250,7 @@ def evaluate(ds: Dataset, state: CREState, data: CREData, teachers: dict[str, tu
     metrics.update({"train/steps": float(state.step), "cold/items": float(data.info["cold_items"]),
                     **{f"temperature/seq2item_{k}": seq_nce.temperature(k).item() for k in data.sequences},
                     **({"temperature/aux_i2i": aux_nce.temperature("i2i").item()} if data.aux_pairs else {})})
-    return metrics
+    return metrics, queries
 
 
 # ---- the run ----------------------------------------------------------------------------------------------------
@@ -308,7 +322,8 @@ def run_cre(ds: Dataset, encoded: EncodedItems, base_model_dir: str | Path, teac
             state.model.save_pretrained(tmp)
         save_heads(state.heads, heads_path)
         t0 = time.perf_counter()
-        metrics = evaluate(ds, state, data, tmat, cfg)
+        metrics, queries = evaluate(ds, state, data, tmat, cfg)
+        write_parquet(out_dir / RETRIEVAL_QUERIES, queries)
     info = {**data.info, "eval_seconds": time.perf_counter() - t0, "steps_this_run": steps_run,
             "stage_steps_per_sec": {k: (v[1] / v[0] if v[0] > 0 else None) for k, v in stage_time.items()},
             "loss": state.objectives.get_config_dict()}

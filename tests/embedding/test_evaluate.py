@@ -23,3 +23,20 @@ def test_retrieval_evaluator_known_answer():
     assert m2 == m
     scores, idx = exact_search(corpus[:1], corpus, 2)
     assert idx[0, 0] == 0 and scores[0, 0] == pytest.approx(1.0)
+
+
+def test_per_query_table_and_paired_interval():
+    from embedding.evaluate import compare_query_tables, paired_interval, query_frame, summarize
+
+    a = query_frame("i2i", ["1", "2", "3", "4"], {"recall@10": np.array([1.0, 0.0, 1.0, 1.0])}, "recall@10")
+    b = query_frame("i2i", ["1", "2", "3", "5"], {"recall@10": np.array([0.0, 0.0, 1.0, 0.0])}, "recall@10")
+    assert summarize(a) == {"i2i/recall@10": 0.75, "i2i/n_queries": 4.0}
+    out = compare_query_tables(a, b, "d/")                       # paired over the 3 shared queries only
+    assert out["d/i2i/recall@10"] == pytest.approx(1 / 3) and out["d/i2i/recall@10_n"] == 3
+    assert 0.0 <= out["d/i2i/recall@10_lo"] <= 1 / 3 <= out["d/i2i/recall@10_hi"] <= 1.0
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    d, lo, hi = paired_interval(x + 0.5, x)                      # a constant shift: no spread
+    assert d == lo == hi == pytest.approx(0.5)
+    d, lo, hi = paired_interval(x + rng.normal(0.2, 1.0, 400), x, seed=1)
+    assert lo < d < hi and lo > 0.0 and hi - lo == pytest.approx(2 * 1.96 / 20, rel=0.25)

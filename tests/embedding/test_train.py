@@ -114,3 +114,25 @@ def test_stages_and_quality_bar(pair_world, tmp_path):
     random_recall = 10 / len(enc)
     assert res.metrics["train/steps"] == 100
     assert res.metrics["i2i/recall@10"] > 4 * random_recall, res.metrics
+
+
+def test_untrained_pair_sets_are_still_evaluated_with_per_query_values(pair_world, tmp_path):
+    """Training on i2i alone still scores the label pairs (an ablated dataset stays measured); the per-query table
+    reproduces the summary metrics, and the paired interval against the text-only baseline brackets its mean."""
+    import pandas as pd
+
+    from embedding.evaluate import RETRIEVAL_QUERIES
+    res = train_embedding(pair_world.ds, pair_world.enc, tiny_cfg(steps=4, tasks=["i2i"]), tmp_path / "e", "cpu",
+                          pair_world.encode_texts)
+    assert set(res.pair_info) == {"i2i"}                         # trained on i2i only
+    assert "label/recall@1" in res.metrics and "baseline/label/recall@1" in res.metrics
+    queries = pd.read_parquet(tmp_path / "e" / RETRIEVAL_QUERIES)
+    assert set(queries["evaluator"]) == {"i2i", "q2i", "label"}
+    for (ev, metric), g in queries.groupby(["evaluator", "metric"]):
+        assert g["value"].mean() == pytest.approx(res.metrics[f"{ev}/{metric}"])
+        assert len(g) == res.metrics[f"{ev}/n_queries"]
+        d = res.metrics[f"vs_baseline/{ev}/{metric}"]
+        assert d == pytest.approx(res.metrics[f"{ev}/{metric}"] - res.metrics[f"baseline/{ev}/{metric}"])
+        assert res.metrics[f"vs_baseline/{ev}/{metric}_lo"] <= d <= res.metrics[f"vs_baseline/{ev}/{metric}_hi"]
+    with pytest.raises(ValueError, match="unknown"):
+        tiny_cfg(tasks=["i2i", "nope"])

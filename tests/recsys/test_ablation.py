@@ -41,7 +41,7 @@ def test_each_component_switches_exactly_its_own_keys(name):
 def test_ablation_reruns_from_its_stage_and_pairs_with_the_full_run(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, symlinks=True)
-    rows = run_ablations(run, ["features.collaborative", "features.sid"])
+    rows = run_ablations(run, ["features.collaborative", "cre.content_anchor", "features.sid"])
     scratch = run / "ablations" / "features.collaborative"
     for stage in ("embedding", "teachers", "cre"):                        # reused, not refitted
         assert (json.loads((scratch / "stages" / f"{stage}.json").read_text())
@@ -53,7 +53,14 @@ def test_ablation_reruns_from_its_stage_and_pairs_with_the_full_run(tiny_run, tm
     assert {"baseline", "match", "match_sid", "dlrm_baseline", "dlrm_match_sid"} <= set(off.index)
     assert (off["auc_change_lo"] <= off["auc_change"]).all() and (off["auc_change"] <= off["auc_change_hi"]).all()
     assert (off["auc_change"] != 0).all()                                 # every ranker had the score
-    assert json.loads((run / "ablation.json").read_text())["components"] == ["features.collaborative", "features.sid"]
+    assert off["retrieval_change"].map(len).eq(0).all()                   # no retrieval stage reran
+    anchor = rows.loc[rows["component"] == "cre.content_anchor"]
+    change = anchor["retrieval_change"].iloc[0]                           # CRE reran: its metrics, paired
+    assert change and all(k.startswith("cre.") for k in change), change
+    assert all(lo <= d <= hi for d, lo, hi in change.values())
+    assert (rows.loc[rows["component"] != "features.sid", "seconds"] > 0).all()
+    assert json.loads((run / "ablation.json").read_text())["components"] == ["features.collaborative",
+                                                                          "cre.content_anchor", "features.sid"]
     sid = rows.loc[rows["component"] == "features.sid"]
     assert len(sid) == 2 and sid["what"].str.contains("without semantic IDs").all()
     report = (run / "results.md").read_text()
