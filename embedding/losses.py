@@ -56,12 +56,16 @@ class InfoNCELoss(nn.Module):
     Without it, an item with labels A and B paired with A would be pushed away from B whenever B is another
     row's target: a false negative that teaches one label per item.
 
+    Hard negatives (optional, SAIL §3.1.2): a third embedding [M, D] of extra targets, negatives of every query
+    (query -> target direction only), with `negative_ids` [M] so that one equal to a row's query or target id is
+    masked for that row; `positives` is then [B, B + M].
+
     Inputs:
-        +---------------------------------+-------------------------------+
-        | embeddings                      | labels                        |
-        +=================================+===============================+
-        | [query [B, D], target [B, D]]   | None or [B, 2] (qid, tid)     |
-        +---------------------------------+-------------------------------+
+        +---------------------------------------------------+-------------------------------+
+        | embeddings                                        | labels                        |
+        +===================================================+===============================+
+        | [query [B, D], target [B, D] (, negatives [M, D])] | None or [B, 2] (qid, tid)     |
+        +---------------------------------------------------+-------------------------------+
     """
 
     def __init__(self, model: nn.Module | None = None, keys: Iterable[str] = ("default",),
@@ -87,30 +91,39 @@ class InfoNCELoss(nn.Module):
         return self.log_temperature[key].exp().clamp(min=self.min_temperature)
 
     def forward(self, features: Features, labels: Tensor | None = None, key: str = "default",
-                positives: Tensor | None = None) -> Tensor:
-        return self.compute_loss_from_embeddings(_embed(self.model, features), labels, key, positives)
+                positives: Tensor | None = None, negative_ids: Tensor | None = None) -> Tensor:
+        return self.compute_loss_from_embeddings(_embed(self.model, features), labels, key, positives, negative_ids)
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None,
-                                     key: str = "default", positives: Tensor | None = None) -> Tensor:
+                                     key: str = "default", positives: Tensor | None = None,
+                                     negative_ids: Tensor | None = None) -> Tensor:
         q, t = embeddings[0], embeddings[1]  # (B, D) each, L2-normalised
-        logits = q @ t.T / self.temperature(key)  # (B, B)
+        b = len(q)
+        candidates = torch.cat([t, embeddings[2]]) if len(embeddings) > 2 else t
+        logits = q @ candidates.T / self.temperature(key)  # (B, B + M)
         same = None
         if labels is not None:
             qid, tid = labels[:, 0], labels[:, 1]
             same = ((qid[:, None] == qid[None]) | (tid[:, None] == tid[None]) | (qid[:, None] == tid[None])
                     | (tid[:, None] == qid[None]))
+            if len(candidates) > b:
+                if negative_ids is None or len(negative_ids) != len(candidates) - b:
+                    raise ValueError("hard negatives need negative_ids, one per negative, to be masked by id")
+                same = torch.cat([same, (qid[:, None] == negative_ids[None]) | (tid[:, None] == negative_ids[None])],
+                                 dim=1)
         if positives is not None:
             if positives.shape != logits.shape:
-                raise ValueError(f"positives mask {tuple(positives.shape)} must be [B, B] = {tuple(logits.shape)}")
+                raise ValueError(f"positives mask {tuple(positives.shape)} must be [B, B + M] = "
+                                 f"{tuple(logits.shape)}")
             same = positives.bool() if same is None else same | positives.bool()
         if same is not None:
             same = same.clone()
-            same.fill_diagonal_(False)
+            same.fill_diagonal_(False)  # the (i, i) entries of the in-batch block: each row's own positive
             logits = logits.masked_fill(same, float("-inf"))
-        target = torch.arange(len(q), device=q.device)
+        target = torch.arange(b, device=q.device)
         loss = F.cross_entropy(logits, target)
         if self.symmetric:
-            loss = (loss + F.cross_entropy(logits.T, target)) / 2
+            loss = (loss + F.cross_entropy(logits[:, :b].T, target)) / 2
         return loss
 
     def get_config_dict(self) -> dict:

@@ -274,6 +274,26 @@ class OmniEmbeddingModel(nn.Module):
         drop = drop & ~all_gone[:, None]
         return mask & ~drop.gather(1, field.clamp(min=0))
 
+    def _drop_modalities(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Randomly remove items' image, audio and precomputed vectors (training), exactly as a missing modality
+        looks (masks off, NaN vectors); an item that would lose every modality it has keeps them all."""
+        p = self.config.modality_drop_prob
+        present = {"image_mask": batch["image_mask"].any(1)} if "image" in batch else {}
+        if "audio" in batch:
+            present["audio_mask"] = batch["audio_mask"].any(1)
+        present.update({k: ~torch.isnan(batch[k]).any(1) for k in sorted(batch) if k.startswith("pre_")})
+        if not present:
+            return batch
+        drop = {k: (torch.rand(has.shape, device=has.device) < p) & has for k, has in present.items()}
+        kept = (batch["text_field"] >= 0).any(1)
+        for k, has in present.items():
+            kept = kept | (has & ~drop[k])
+        out = dict(batch)
+        for k, d in drop.items():
+            d = d & kept
+            out[k] = batch[k] & ~d[:, None] if k.endswith("_mask") else batch[k].masked_fill(d[:, None], float("nan"))
+        return out
+
     def tokens(self, batch: dict[str, Tensor], role: str, task: str) -> tuple[Tensor, Tensor]:
         """Build the token sequence -> (x [B, T, H], valid [B, T] bool)."""
         x, valid, _ = self._tokens(batch, role, task)
@@ -373,6 +393,8 @@ class OmniEmbeddingModel(nn.Module):
                     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The output before the item memory and the normalisation -> (raw [B, D], pooled [B, H], token mask
         [B, T], text mask [B, Lt] after field dropout). CRE with a frozen fusion model computes it once."""
+        if self.training and self.config.modality_drop_prob > 0:
+            batch = self._drop_modalities(batch)
         x, valid, tmask = self._tokens(batch, role, task)  # (B, T, H), (B, T), (B, Lt)
         h = self.fusion(x, src_key_padding_mask=~valid)  # bidirectional attention over valid tokens
         w = valid.to(h.dtype)[..., None]  # (B, T, 1)

@@ -47,6 +47,9 @@ class OmniEmbeddingConfig(BaseModel):
                                        description="trained prefixes below embed_dim (SAIL: 768 and 128 of 1536)")
     # training-time input noise
     field_drop_prob: float = Field(0.15, ge=0, lt=1, description="per-field text dropout in training")
+    modality_drop_prob: float = Field(0.0, ge=0, lt=1, description="per-item dropout of the image, audio and each "
+                                      "precomputed vector in training (as if missing); an item keeps at least one "
+                                      "of its modalities")
     # initialisation (our choice; SAIL starts from a pretrained LLM)
     text_residual: bool = Field(True, description="add S @ normalize(mean of the raw text tokens) to the output, "
                                                   "S: text_dim -> embed_dim initialised orthogonally")

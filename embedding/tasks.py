@@ -286,6 +286,40 @@ def build_label_pairs(ds: Dataset, cfg: PairConfig | None = None) -> PairSet | N
 BUILDERS = {"i2i": build_i2i_pairs, "q2i": build_q2i_pairs, "label": build_label_pairs}
 
 
+def build_validation_pairs(ds: Dataset, history: int = 10, recent_fraction: float = 0.2) -> dict[str, PairSet]:
+    """Validation sets that resemble what the ranker's match features ask of the embedding (adaptive data
+    balancing, embedding.balancing), from the TRAIN split only; item -> item pairs with the i2i instruction:
+
+        history_to_last     each of a user's <= `history` earlier positives -> the user's last positive
+        recent_consecutive  consecutive positives of a user in the last `recent_fraction` of the train period
+
+    Pairs only, no hold-out (they are never trained on)."""
+    train = ds.split.train(ds.interactions)
+    pos = train.loc[ds.is_positive(train), ["user_id", "item_id", "timestamp"]]
+    pos = pos.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    last = pos.groupby("user_id").tail(history + 1)
+    rank_from_end = last.groupby("user_id").cumcount(ascending=False)
+    target = last.loc[rank_from_end == 0].set_index("user_id")["item_id"]
+    earlier = last.loc[rank_from_end > 0]
+    h2l = pd.DataFrame({"query": earlier["item_id"].to_numpy(),
+                        "target": target.loc[earlier["user_id"]].to_numpy()})
+    start = ds.split.train_end - (ds.split.train_end - pos["timestamp"].min()) * recent_fraction if len(pos) \
+        else ds.split.train_end
+    recent = pos.loc[pos["timestamp"] >= start]
+    same_user = recent["user_id"].to_numpy()[1:] == recent["user_id"].to_numpy()[:-1]
+    items = recent["item_id"].to_numpy()
+    cons = pd.DataFrame({"query": items[:-1][same_user], "target": items[1:][same_user]}) if len(items) \
+        else pd.DataFrame({"query": [], "target": []})
+    empty = pd.DataFrame({"query": [], "target": []})
+    out = {}
+    for name, pairs in (("history_to_last", h2l), ("recent_consecutive", cons)):
+        pairs = pairs.loc[pairs["query"] != pairs["target"]].drop_duplicates().reset_index(drop=True)
+        if len(pairs):
+            out[name] = PairSet(name, "i2i", "item", "item", pairs, empty, symmetric=True,
+                                info={"pairs": len(pairs)})
+    return out
+
+
 def build_pair_sets(ds: Dataset, cfg: PairConfig | None = None, tasks: list[str] | None = None
                     ) -> dict[str, PairSet]:
     """All pair sets that could be built (empty ones are skipped), keyed by name."""

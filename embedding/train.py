@@ -40,6 +40,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
+from embedding.balancing import BalanceConfig
 from embedding.batches import collate, collate_texts
 from embedding.encoders.types import EncodedItems, TextTokens
 from embedding.evaluate import (
@@ -57,8 +58,17 @@ from embedding.infer import pool_text_tokens
 from embedding.losses import InfoNCELoss, MatryoshkaLoss
 from embedding.model import OmniEmbeddingModel
 from embedding.model_config import OmniEmbeddingConfig
+from embedding.recipe import MiningConfig, RecipeState, balanced_stage_weights, mine_pair_set, plain_columns
 from embedding.schedule import warmup_cosine_schedule
-from embedding.tasks import BUILDERS, PairConfig, PairSet, SamplingStrategy, build_pair_sets, dataset_weights
+from embedding.tasks import (
+    BUILDERS,
+    PairConfig,
+    PairSet,
+    SamplingStrategy,
+    build_pair_sets,
+    build_validation_pairs,
+    dataset_weights,
+)
 from recsys.checkpoint import load_checkpoint, save_checkpoint
 from recsys.data.dataset import Dataset
 from recsys.errors import ConfigError, DataError
@@ -78,12 +88,13 @@ log = logging.getLogger(__name__)
 EncodeTexts = Callable[[list[str]], TextTokens]
 # settings that change how a run is observed or how fast it runs, not what it computes: a checkpoint written
 # with other values of these is still resumed
-_RESUME_IGNORES = {"eval_every", "eval_max_queries", "checkpoint_every", "log_every", "num_threads",
+_RESUME_IGNORES = {"eval_every", "eval_max_queries", "eval_missing_modalities", "checkpoint_every", "log_every", "num_threads",
                    "infer_batch_size"}
 
 
 class StageConfig(BaseModel):
-    """One training stage: which datasets, with which weights, for how many steps."""
+    """One training stage: which datasets, with which weights, for how many steps, and what the content recipe
+    computes at its start with the model as it is then (SAIL §3.3.1)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -91,6 +102,16 @@ class StageConfig(BaseModel):
     steps: int = Field(300, gt=0)
     tasks: dict[str, float] = Field(default_factory=dict, description="dataset -> weight; empty = all built "
                                                                        "datasets weighted by `sampling`")
+    balanced: bool = Field(False, description="weights from adaptive data balancing (embedding.balancing), "
+                                              "computed once, at the start of the first balanced stage")
+    hard_negatives: int = Field(0, ge=0, description="k hard negatives per query (embedding.hard_negatives), "
+                                                     "mined at this stage's start; 0 = in-batch negatives only")
+
+
+def progressive_stages() -> list[StageConfig]:
+    """The default recipe: broad (every dataset by `sampling`) -> aligned (balanced weights) -> hard negatives."""
+    return [StageConfig(name="broad", steps=120), StageConfig(name="aligned", steps=90, balanced=True),
+            StageConfig(name="hard_negatives", steps=90, balanced=True, hard_negatives=1)]
 
 
 class EmbeddingTrainConfig(BaseModel):
@@ -101,7 +122,11 @@ class EmbeddingTrainConfig(BaseModel):
     model: OmniEmbeddingConfig = Field(default_factory=OmniEmbeddingConfig)
     pairs: PairConfig = Field(default_factory=PairConfig)
     tasks: list[str] = Field(default_factory=lambda: ["i2i", "q2i", "label"], description="pair builders to run")
-    stages: list[StageConfig] = Field(default_factory=lambda: [StageConfig()])
+    stages: list[StageConfig] = Field(default_factory=progressive_stages)
+    progressive: bool = Field(True, description="False = all-in-one: the stages' steps in one stage on every "
+                                                "dataset by `sampling`, no balancing, no hard negatives")
+    balance: BalanceConfig = Field(default_factory=BalanceConfig)
+    mining: MiningConfig = Field(default_factory=MiningConfig)
     sampling: SamplingStrategy = "sqrt"
     batch_size: int = Field(64, gt=1)
     lr: float = Field(1e-3, gt=0, description="peak learning rate")
@@ -121,6 +146,8 @@ class EmbeddingTrainConfig(BaseModel):
     matryoshka_weights: list[float] | None = Field(None, description="one per dim in model.all_dims; None = 1 each")
     eval_every: int = Field(0, ge=0, description="evaluate on held-out pairs every N steps (0 = only at the end)")
     eval_max_queries: int = Field(500, gt=0)
+    eval_missing_modalities: bool = Field(False, description="also evaluate with each modality missing for every "
+                                          "item at inference (without_<m>/..., paired against the full input)")
     checkpoint_every: int = Field(100, gt=0)
     log_every: int = Field(25, gt=0)
     seed: int = 0
@@ -142,8 +169,15 @@ class EmbeddingTrainConfig(BaseModel):
         return self
 
     @property
+    def run_stages(self) -> list[StageConfig]:
+        """The stages trained: `stages`, or one all-in-one stage of their total steps when not progressive."""
+        if self.progressive:
+            return self.stages
+        return [StageConfig(name="all_in_one", steps=sum(s.steps for s in self.stages))]
+
+    @property
     def total_steps(self) -> int:
-        return sum(s.steps for s in self.stages)
+        return sum(s.steps for s in self.run_stages)
 
     def resume_meta(self) -> dict:
         """The settings a checkpoint must have been written with to be resumed (recsys.checkpoint meta)."""
@@ -179,34 +213,56 @@ def train_embedding(ds: Dataset, encoded: EncodedItems, cfg: EmbeddingTrainConfi
     if text_tokens is not None and len(text_tokens) != len(texts):
         raise ValueError(f"encode_texts returned {len(text_tokens)} rows for {len(texts)} texts")
     text_index = {t: i for i, t in enumerate(texts)}
-    return train_on_pairs(encoded, pair_sets, text_tokens, text_index, cfg, out_dir, device, on_step, eval_sets)
+    valid_sets = {k: ps.restrict_items(encoded.item_ids) for k, ps in build_validation_pairs(ds).items()} \
+        if any(st.balanced for st in cfg.run_stages) else {}
+    return train_on_pairs(encoded, pair_sets, text_tokens, text_index, cfg, out_dir, device, on_step, eval_sets,
+                          valid_sets)
 
 
 # ---- the loop -------------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """One step's batch: one dataset, B pairs, and the queries' mined hard negatives (M targets) if any."""
+
+    name: str
+    task: str
+    query: dict[str, torch.Tensor]
+    target: dict[str, torch.Tensor]
+    labels: torch.Tensor  # (B, 2) query and target ids
+    positives: torch.Tensor  # (B, B + M) known training positives: never negatives
+    negatives: dict[str, torch.Tensor] | None = None
+    negative_ids: torch.Tensor | None = None  # (M,)
+
+
 @torch.no_grad()
-def _chance_loss(loss_fn: MatryoshkaLoss, batch: int, labels: torch.Tensor, key: str,
-                 positives: torch.Tensor | None) -> float:
+def _chance_loss(loss_fn: MatryoshkaLoss, b: Batch, positives: torch.Tensor | None) -> float:
     """The loss of this batch if every score were equal (same masks, prefixes and weights): chance level."""
-    flat = torch.ones(batch, max(loss_fn.dims), device=labels.device)
-    return float(loss_fn.compute_loss_from_embeddings([flat, flat], labels, key=key, positives=positives))
+    flat = torch.ones(len(b.labels), max(loss_fn.dims), device=b.labels.device)
+    sides = [flat, flat] + ([torch.ones(len(b.negative_ids), flat.shape[1], device=flat.device)]
+                            if b.negative_ids is not None else [])
+    return float(loss_fn.compute_loss_from_embeddings(sides, b.labels, key=b.name, positives=positives,
+                                                      negative_ids=b.negative_ids))
 
 
 def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextTokens | None,
                    text_index: dict[str, int], cfg: EmbeddingTrainConfig, out_dir: str | Path,
                    device: str = "auto", on_step: Callable[[int, dict], None] | None = None,
-                   eval_sets: dict[str, PairSet] | None = None) -> TrainResult:
-    """Train on `pair_sets`; evaluate on the held-out pairs of `eval_sets` (default: the training sets)."""
+                   eval_sets: dict[str, PairSet] | None = None, valid_sets: dict[str, PairSet] | None = None
+                   ) -> TrainResult:
+    """Train on `pair_sets`; evaluate on the held-out pairs of `eval_sets` (default: the training sets);
+    balanced stages weigh the datasets against `valid_sets` (embedding.tasks.build_validation_pairs)."""
     out_dir = Path(out_dir)
     if not pair_sets:
         raise DataError("no training pairs: every pair builder came back empty (check the positive rule, the "
                         "split and embedding.train.pairs.i2i_window / i2i_max_gap_hours)")
     dev = resolve_device(device)
     with cpu_threads(cfg.num_threads), seeded(cfg.seed), deterministic_kernels():
-        return _train(encoded, pair_sets, eval_sets or pair_sets, texts, text_index, cfg, out_dir, dev, on_step)
+        return _train(encoded, pair_sets, eval_sets or pair_sets, valid_sets or {}, texts, text_index, cfg, out_dir,
+                      dev, on_step)
 
 
 def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict[str, PairSet],
-           texts: TextTokens | None,
+           valid_sets: dict[str, PairSet], texts: TextTokens | None,
            text_index: dict[str, int], cfg: EmbeddingTrainConfig, out_dir: Path, dev: torch.device,
            on_step: Callable[[int, dict], None] | None) -> TrainResult:
     """The loop itself, run with the config's thread count and seed (train_on_pairs sets both)."""
@@ -233,8 +289,9 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
             known |= {(b, a) for a, b in known}
         data[name] = (ps, q_rows, t_rows, q_ids, t_ids, known)
     sizes = {k: len(v[1]) for k, v in data.items()}
+    stages = cfg.run_stages
     stage_weights = []
-    for st in cfg.stages:
+    for st in stages:
         explicit = {k: w for k, w in st.tasks.items() if k in sizes}
         if st.tasks and not explicit:
             raise ConfigError(f"embedding.train.stages[{st.name}].tasks names datasets {sorted(st.tasks)} but "
@@ -242,17 +299,22 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
         if set(st.tasks) - set(explicit):
             log.warning("stage %s: datasets %s have no pairs; skipped", st.name, sorted(set(st.tasks) - set(sizes)))
         stage_weights.append(dataset_weights(sizes, cfg.sampling, explicit or None))
-    stage_end = np.cumsum([s.steps for s in cfg.stages])
+    stage_end = np.cumsum([s.steps for s in stages])
+    recipe = RecipeState()
     # what the run depends on besides its config: a checkpoint from other inputs is not resumed
     meta = {**cfg.resume_meta(), "fingerprint": input_fingerprint(
         encoded.item_ids, encoded.text.tokens.shape, *[a for v in data.values() for a in v[3:5]],
         text=encoder_signature(encoded.info) + "\n".join(text_index)),
         "precision": resolve_precision(cfg.precision, dev)}  # "auto" as resolved here: no resuming across precisions
 
-    def get_batch(step: int):
-        """Batch of step `step`: depends only on (seed, step), so resuming reproduces it."""
+    def stage_of(step: int) -> int:
+        return int(np.searchsorted(stage_end, step, side="right"))
+
+    def get_batch(step: int) -> Batch:
+        """Batch of step `step`: depends only on (seed, step) and what its stage computed at its start (in the
+        checkpoint), so resuming reproduces it."""
         rng = np.random.default_rng([cfg.seed, step])
-        weights = stage_weights[int(np.searchsorted(stage_end, step, side="right"))]
+        weights = stage_weights[stage_of(step)]
         name = list(weights)[rng.choice(len(weights), p=list(weights.values()))]
         ps, q_rows, t_rows, q_ids, t_ids, known = data[name]
         pick = rng.choice(len(q_rows), size=min(cfg.batch_size, len(q_rows)), replace=False)
@@ -264,10 +326,52 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
         make = lambda kind, rows: (collate(encoded, rows, dev) if kind == "item"  # noqa: E731
                                    else collate_texts(texts, rows, dev))
         labels = torch.as_tensor(np.stack([qi, ti], 1), device=dev)  # (B, 2)
+        negatives = negative_ids = None
+        nr = np.zeros(0, np.int64)
+        if name in recipe.mined:  # this stage's hard negatives of the batch's queries
+            nr = recipe.mined[name][qr].reshape(-1)
+            nr = nr[nr >= 0]
+            nid = encoded.item_ids[nr].astype(np.int64) if tk == "item" else -(nr + 1)
+            negatives, negative_ids = make(tk, nr), torch.as_tensor(nid, device=dev)
         # (query i, target j) pairs that are known training positives: not negatives of each other
-        qil, til = qi.tolist(), ti.tolist()
-        positives = torch.as_tensor([[(a, b) in known for b in til] for a in qil], device=dev)  # (B, B)
-        return name, ps.task, make(qk, qr), make(tk, tr), labels, positives
+        cols = ti.tolist() + (negative_ids.tolist() if negative_ids is not None else [])
+        positives = torch.as_tensor([[(a, b) in known for b in cols] for a in qi.tolist()], device=dev)  # (B, B+M)
+        return Batch(name, ps.task, make(qk, qr), make(tk, tr), labels, positives, negatives, negative_ids)
+
+    def prepare_stage(s: int) -> None:
+        """At a stage's start (or on resuming inside it): its balanced weights and its hard negatives."""
+        st = stages[s]
+        if not (st.balanced or st.hard_negatives):
+            recipe.mined = {}
+            return
+        model.eval()
+        embedder = ModelEmbedder(model, encoded, texts, text_index, cfg.infer_batch_size, str(dev))
+        with torch.no_grad():
+            if st.balanced:
+                if recipe.balance_weights is None:
+                    if not valid_sets:
+                        raise DataError("a balanced stage needs validation pairs from the training period, and none "
+                                        "could be built (no user has two training positives)")
+                    recipe.balance_weights, table = balanced_stage_weights(
+                        embedder, {k: v[0] for k, v in data.items()}, valid_sets, cfg.balance)
+                    recipe.balance_table = plain_columns(table.reset_index())
+                names = [k for k in stage_weights[s] if (st.tasks.get(k, 1.0) if st.tasks else 1.0) > 0]
+                total = sum(recipe.balance_weights[k] for k in names)
+                stage_weights[s] = {k: recipe.balance_weights[k] / total for k in names}
+            if st.hard_negatives and recipe.mined_stage != s:
+                recipe.mined, recipe.mining[st.name] = {}, {}
+                for name in stage_weights[s]:
+                    ps = data[name][0]
+                    rows = {"item": item_row, "text": text_index}
+                    table, mined = mine_pair_set(embedder, ps, st.hard_negatives, rows[ps.query_kind],
+                                                 rows[ps.target_kind], cfg.mining)
+                    recipe.mined[name] = table
+                    recipe.mining[st.name][name] = {"lambda": mined.threshold, **mined.info,
+                                                    "curve": plain_columns(mined.curve)}
+                recipe.mined_stage = s
+            elif not st.hard_negatives:
+                recipe.mined = {}
+        model.train()
 
     # -- model, loss, optimizer, schedule
     model = OmniEmbeddingModel(cfg.model.with_inputs(encoded))
@@ -292,6 +396,7 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         step, history = saved["step"], saved["history"]
+        recipe.load_state_dict(saved["recipe"])
         log.info("resumed from %s at step %d", ckpt_dir, step)
 
     evaluators = evaluators_from_pairs(eval_sets, encoded.item_ids, cfg.eval_max_queries, cfg.seed)
@@ -302,18 +407,25 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
 
     # -- train
     total = cfg.total_steps
-    start_step, train_time, running = step, 0.0, None
+    start_step, train_time, running, prepared = step, 0.0, None, -1
     model.train()
     with tqdm(total=total, initial=step, desc="embedding", disable=None) as bar:
         while step < total:
+            if stage_of(step) != prepared:
+                prepared = stage_of(step)
+                prepare_stage(prepared)
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            name, task, qb, tb, labels, positives = get_batch(step)
+            b = get_batch(step)
+            name = b.name
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
-            mask = positives if cfg.mask_known_positives else None
+            mask = b.positives if cfg.mask_known_positives else None
+            sides = [(b.query, "query", b.task), (b.target, "target", b.task)]
+            if b.negatives is not None:
+                sides.append((b.negatives, "target", b.task))
             with autocast(dev, cfg.precision):
-                loss = loss_fn([(qb, "query", task), (tb, "target", task)], labels, key=name, positives=mask)
-            chance = _chance_loss(loss_fn, len(labels), labels, name, mask)
+                loss = loss_fn(sides, b.labels, key=name, positives=mask, negative_ids=b.negative_ids)
+            chance = _chance_loss(loss_fn, b, mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(nce.log_temperature.parameters()),
@@ -339,7 +451,8 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
                 save_checkpoint(ckpt_dir, model, {"optimizer": optimizer.state_dict(),
                                                   "scheduler": scheduler.state_dict(),
                                                   "temperatures": nce.log_temperature.state_dict(),
-                                                  "step": step, "history": history}, meta)
+                                                  "step": step, "history": history,
+                                                  "recipe": recipe.state_dict()}, meta)
             if on_step is not None:
                 on_step(step, history[-1])
     steps_run = step - start_step
@@ -359,8 +472,15 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
                                                                 baseline_texts)) for ev in evaluators],
                                  ignore_index=True)
     write_parquet(out_dir / RETRIEVAL_QUERIES, queries)
+    missing = {}
+    for modality in encoded.modalities() if cfg.eval_missing_modalities else []:
+        partial = ModelEmbedder(model, encoded.without(modality), texts, text_index, cfg.infer_batch_size, str(dev))
+        without = pd.concat([ev.query_table(partial) for ev in evaluators], ignore_index=True)
+        missing.update({**summarize(without, f"without_{modality}/"),
+                        **compare_query_tables(without, queries, f"without_{modality}_vs_full/", seed=cfg.seed)})
     metrics = {**summarize(queries), **summarize(baseline_queries, "baseline/"),
-               **compare_query_tables(queries, baseline_queries, "vs_baseline/", seed=cfg.seed)}
+               **compare_query_tables(queries, baseline_queries, "vs_baseline/", seed=cfg.seed), **missing,
+               **recipe.metrics()}
     tail = [h["loss"] for h in history[-max(1, min(50, len(history))):]]
     chance_ratio = warn_if_at_chance(history, content_presence(encoded))
     metrics.update({"train/loss": float(np.mean(tail)) if tail else float("nan"), "train/steps": float(step),
@@ -370,6 +490,8 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
                  for k, ps in pair_sets.items()}
     write_json(out_dir / "train_summary.json", {
         "metrics": metrics, "steps_per_sec": steps_per_sec, "steps_this_run": steps_run, "pairs": pair_info,
-        "loss": loss_fn.get_config_dict(), "dataset_weights": stage_weights, "model_parameters": model.num_parameters})
+        "loss": loss_fn.get_config_dict(), "dataset_weights": stage_weights, "model_parameters": model.num_parameters,
+        "recipe": {"stages": [st.model_dump() for st in stages], "balance": recipe.balance_table,
+                   "mining": recipe.mining}})
     log.info("embedding training done: %s", {k: round(v, 4) for k, v in metrics.items()})
     return TrainResult(model_dir, metrics, steps_per_sec, pair_info)

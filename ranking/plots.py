@@ -4,6 +4,8 @@
 - ``decile_table`` / ``decile_figure``: examples binned into deciles of predicted score; per decile the mean
   prediction, the observed positive rate (calibration) and the lift = observed rate / overall rate.
 - ``importance_figure``: horizontal bar chart of a ranker's feature importance (named by what it measures).
+- ``lift_figure``: forest plot of paired differences with their intervals.
+- ``recipe_figures``: the content recipe's hard-negative F1 curves and balanced dataset weights.
 """
 
 from __future__ import annotations
@@ -94,3 +96,30 @@ def lift_figure(table: pd.DataFrame, key: str, title: str) -> Figure:
     ax.set_yticks(y, [str(v) for v in label])
     ax.set(xlabel=key, title=title)
     return fig
+
+
+def recipe_figures(recipe: dict) -> dict[str, Figure]:
+    """The content recipe's choices (the embedding stage's train_summary "recipe"): the F1 curve that chose each
+    dataset's lambda* for hard negatives, and the balanced dataset weights; {artifact file: figure}."""
+    out: dict[str, Figure] = {}
+    mining = recipe.get("mining") or {}
+    curves = [(stage, name, info) for stage, per in mining.items() for name, info in per.items()]
+    if curves:
+        fig = _figure(5 * len(curves), 3.5)
+        for i, (stage, name, info) in enumerate(curves):
+            ax = fig.add_subplot(1, len(curves), i + 1)
+            ax.plot(info["curve"]["threshold"], info["curve"]["f1"], color="tab:blue")
+            ax.axvline(info["lambda"], color="tab:red", linestyle="--", linewidth=0.8)
+            ax.set(xlabel="cosine threshold", ylabel="F1 vs known positives",
+                   title=f"{stage}/{name}: lambda*={info['lambda']:.3f}, {info['dropped']} dropped")
+        out["recipe/hard_negative_f1.png"] = fig
+    balance = recipe.get("balance")
+    if balance:
+        fig = _figure(6, 3)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.bar(balance["dataset"], balance["weight"], color="tab:green")
+        for x, (w, m) in enumerate(zip(balance["weight"], balance["mean"])):
+            ax.annotate(f"score {m:.3f}", (x, w), ha="center", va="bottom", fontsize=8)
+        ax.set(ylabel="sampling weight", title="adaptive data balancing")
+        out["recipe/balance_weights.png"] = fig
+    return out

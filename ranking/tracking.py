@@ -251,6 +251,15 @@ def log_run_metrics(mlflow_uri: str, run_id: str, metrics: Mapping[str, Any]) ->
     return logged
 
 
+def log_figures(mlflow_uri: str, run_id: str, figures: Mapping[str, Any]) -> None:
+    """Add matplotlib figures to an existing run as artifacts ({artifact file: figure})."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    for name, fig in figures.items():
+        client.log_figure(run_id, fig, name)
+
+
 def load_logged_ranker(model_uri: str, mlflow_uri: str) -> Ranker:
     """The project's Ranker inside the MLflow model at `model_uri` (``runs:/<run_id>/<kind>``,
     ExperimentResult.model_uris[variant] and the run's ``model_uri`` tag), resolved against `mlflow_uri` (required:

@@ -58,6 +58,16 @@ def _without_task(task: str) -> Callable[[RunConfig], dict[str, Any]]:
     return overrides
 
 
+def _stages_without(setting: str, off: Any) -> Callable[[RunConfig], dict[str, Any]]:
+    """Every content stage with `setting` switched off (the stages' steps unchanged)."""
+    def overrides(cfg: RunConfig) -> dict[str, Any]:
+        stages = cfg.embedding.train.stages
+        if not cfg.embedding.train.progressive or all(getattr(st, setting) == off for st in stages):
+            raise ConfigError(f"ablating {setting}: no stage of the run uses it")
+        return {"embedding.train.stages": [{**st.model_dump(), setting: off} for st in stages]}
+    return overrides
+
+
 def _full_dim_only(cfg: RunConfig) -> dict[str, Any]:
     dims = cfg.embedding.train.model.all_dims
     return {"embedding.train.matryoshka_weights": [0.0] * (len(dims) - 1) + [1.0]}
@@ -78,10 +88,18 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
     Component("modality.image", "encode", "no image encoder", lambda cfg: {"encoders.image.enabled": False}),
     Component("modality.audio", "encode", "no audio encoder", lambda cfg: {"encoders.audio.enabled": False}),
     Component("modality.precomputed", "encode", "no precomputed vectors", lambda cfg: {"encoders.precomputed": False}),
+    Component("modality.dropout", "embedding", "swapped: image / audio / vector dropout 0.3 in content training",
+              lambda cfg: {"embedding.train.model.modality_drop_prob": 0.3}),
     Component("dataset.i2i", "embedding", "content training without the i2i pairs", _without_task("i2i")),
     Component("dataset.q2i", "embedding", "content training without the q2i pairs", _without_task("q2i")),
     Component("dataset.label", "embedding", "content training without the label pairs", _without_task("label")),
     Component("matryoshka", "embedding", "no Matryoshka: only the full dimension is trained", _full_dim_only),
+    Component("recipe.progressive", "embedding", "all-in-one: one stage of the same steps on every dataset, no "
+              "balancing, no hard negatives", lambda cfg: {"embedding.train.progressive": False}),
+    Component("recipe.balancing", "embedding", "the stages' dataset weights by the sampling rule, not balanced",
+              _stages_without("balanced", False)),
+    Component("recipe.hard_negatives", "embedding", "in-batch negatives only (no mined hard negatives)",
+              _stages_without("hard_negatives", 0)),
     Component("features.collaborative", "features", "no collaborative score (cf_score) in any ranker",
               lambda cfg: {"features.collaborative": False}),
 ]}

@@ -239,7 +239,8 @@ def stage_ranking(ctx: RunContext) -> dict:
     """Point-in-time training frames from Feast -> ranker variants -> MLflow (AUC, GAUC, log loss + CIs)."""
     from ranking.experiment import run_experiment
     from ranking.frames import cold_item_rows, point_in_time_frames
-    from ranking.tracking import log_run_metrics, mlflow_uri_for
+    from ranking.plots import recipe_figures
+    from ranking.tracking import log_figures, log_run_metrics, mlflow_uri_for
     from ranking.variants import (
         attribution_pairs,
         baseline_candidates,
@@ -271,6 +272,9 @@ def stage_ranking(ctx: RunContext) -> dict:
                    **{f"teachers.{k}": v for k, v in ctx.outputs.get("teachers", {}).get("metrics", {}).items()}}
     log_run_metrics(mlflow_uri, result.parent_run_id,
                     {f"embedding.{k.replace('@', '_at_')}": v for k, v in emb_metrics.items()})
+    summary = Path(ctx.outputs["embedding"]["model_dir"]).parent / "train_summary.json"
+    if summary.is_file():
+        log_figures(mlflow_uri, result.parent_run_id, recipe_figures(json.loads(summary.read_text()).get("recipe", {})))
     for name, frame in (("comparison", result.table), ("attribution", result.attribution),
                         ("importance", result.importance)):
         with atomic_file(ctx.run_dir / "ranking" / f"{name}.csv") as tmp:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -41,3 +41,30 @@ class EncodedItems:
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    def modalities(self) -> list[str]:
+        """The modalities some item has: "text", "image", "audio", "vec_<name>"."""
+        out = ["text"] if (self.text.field >= 0).any() else []
+        if self.image_mask is not None and self.image_mask.any():
+            out.append("image")
+        if self.audio_mask is not None and self.audio_mask.any():
+            out.append("audio")
+        return out + [f"vec_{k}" for k, v in sorted(self.precomputed.items()) if (~np.isnan(v).any(1)).any()]
+
+    def without(self, modality: str) -> EncodedItems:
+        """The same items with one modality missing for every item (what robustness to a missing input is
+        measured with)."""
+        if modality not in self.modalities():
+            raise ValueError(f"no item has {modality!r}; the items have {self.modalities()}")
+        text, image_mask, audio_mask = self.text, self.image_mask, self.audio_mask
+        precomputed = dict(self.precomputed)
+        if modality == "text":
+            text = TextTokens(self.text.tokens, np.full_like(self.text.field, -1))
+        elif modality == "image":
+            image_mask = np.zeros_like(self.image_mask)
+        elif modality == "audio":
+            audio_mask = np.zeros_like(self.audio_mask)
+        else:
+            name = modality.removeprefix("vec_")
+            precomputed[name] = np.full_like(self.precomputed[name], np.nan)
+        return replace(self, text=text, image_mask=image_mask, audio_mask=audio_mask, precomputed=precomputed)

@@ -136,3 +136,78 @@ def test_untrained_pair_sets_are_still_evaluated_with_per_query_values(pair_worl
         assert res.metrics[f"vs_baseline/{ev}/{metric}_lo"] <= d <= res.metrics[f"vs_baseline/{ev}/{metric}_hi"]
     with pytest.raises(ValueError, match="unknown"):
         tiny_cfg(tasks=["i2i", "nope"])
+
+
+def _recipe_cfg(**kw) -> EmbeddingTrainConfig:
+    stages = [StageConfig(name="broad", steps=4), StageConfig(name="aligned", steps=4, balanced=True),
+              StageConfig(name="hard", steps=4, balanced=True, hard_negatives=2)]
+    return tiny_cfg(stages=stages, **kw)
+
+
+def test_progressive_stages_run_in_order_and_resume_exactly(pair_world, tmp_path):
+    """broad -> balanced -> hard negatives: each stage's inputs are computed at its start (in order), saved in the
+    checkpoint, and a run interrupted inside the hard-negative stage resumes to the uninterrupted weights."""
+    ds, enc, texts = pair_world.ds, pair_world.enc, pair_world.encode_texts
+    seen = []
+    full = train_embedding(ds, enc, _recipe_cfg(), tmp_path / "full", "cpu", texts,
+                           on_step=lambda s, i: seen.append((s, i["dataset"])))
+    summary = json.loads((tmp_path / "full" / "train_summary.json").read_text())
+    balance = summary["recipe"]["balance"]
+    assert set(balance["dataset"]) == set(full.pair_info) and sum(balance["weight"]) == pytest.approx(1.0)
+    assert summary["dataset_weights"][1] == pytest.approx(dict(zip(balance["dataset"], balance["weight"])))
+    mined = summary["recipe"]["mining"]["hard"]
+    assert set(mined) == set(full.pair_info)                          # mined for every dataset of the stage
+    for name, info in mined.items():
+        assert info["k"] == 2 and info["found"] > 0 and 0 < info["f1"] <= 1, (name, info)
+        assert full.metrics[f"mining/hard/{name}/lambda"] == pytest.approx(info["lambda"])
+    assert [s for s, _ in seen] == list(range(1, 13))
+
+    def stop_at_11(step, info):
+        if step == 11:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_embedding(ds, enc, _recipe_cfg(), tmp_path / "cut", "cpu", texts, on_step=stop_at_11)
+    assert _state(tmp_path / "cut")["step"] == 10 and _state(tmp_path / "cut")["recipe"]["mined_stage"] == 2
+    resumed = train_embedding(ds, enc, _recipe_cfg(), tmp_path / "cut", "cpu", texts)
+    a, b = _weights(full.model_dir), _weights(resumed.model_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # all-in-one is one switch away: one stage of the same total steps, no balancing, no mining
+    flat = train_embedding(ds, enc, _recipe_cfg(progressive=False), tmp_path / "flat", "cpu", texts)
+    flat_summary = json.loads((tmp_path / "flat" / "train_summary.json").read_text())
+    assert [s["name"] for s in flat_summary["recipe"]["stages"]] == ["all_in_one"]
+    assert flat.metrics["train/steps"] == 12 and not flat_summary["recipe"]["mining"]
+
+
+def test_missing_modalities_are_measured(pair_world, tmp_path):
+    """eval_missing_modalities scores the model with each modality missing for every item, paired with the full
+    input on the same queries."""
+    enc = pair_world.enc
+    res = train_embedding(pair_world.ds, enc, tiny_cfg(steps=2, eval_missing_modalities=True), tmp_path / "m",
+                          "cpu", pair_world.encode_texts)
+    assert enc.modalities() == ["text"]
+    d = res.metrics["without_text_vs_full/i2i/recall@10"]
+    assert d == pytest.approx(res.metrics["without_text/i2i/recall@10"] - res.metrics["i2i/recall@10"])
+    assert d < 0                                                       # text is all these items have
+
+
+def test_modality_dropout_removes_inputs_as_missing_but_never_all(enc, tiny_config):
+    from embedding.batches import collate
+
+    assert enc.modalities() == ["text", "image", "audio"] + [f"vec_{k}" for k in sorted(enc.precomputed)]
+    no_image = enc.without("image")
+    assert not no_image.image_mask.any() and "image" not in no_image.modalities()
+    with pytest.raises(ValueError, match="no item has"):
+        no_image.without("image")
+    model = OmniEmbeddingModel(tiny_config(enc, modality_drop_prob=0.9))
+    batch = collate(enc.without("text"), np.arange(len(enc)))         # only non-text modalities left
+    torch.manual_seed(0)
+    dropped = model._drop_modalities(batch)
+
+    def has(b):
+        return torch.stack([b["image_mask"].any(1), b["audio_mask"].any(1)]
+                           + [~torch.isnan(b[k]).any(1) for k in sorted(b) if k.startswith("pre_")])
+
+    assert torch.equal(has(dropped).any(0), has(batch).any(0))        # nobody loses every modality
+    assert (has(dropped).sum(0) < has(batch).sum(0)).any()            # but some lose one
+    assert not (has(dropped) & ~has(batch)).any()                      # nothing appears
