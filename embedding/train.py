@@ -88,8 +88,8 @@ log = logging.getLogger(__name__)
 EncodeTexts = Callable[[list[str]], TextTokens]
 # settings that change how a run is observed or how fast it runs, not what it computes: a checkpoint written
 # with other values of these is still resumed
-_RESUME_IGNORES = {"eval_every", "eval_max_queries", "eval_missing_modalities", "checkpoint_every", "log_every", "num_threads",
-                   "infer_batch_size"}
+_RESUME_IGNORES = {"eval_every", "eval_max_queries", "eval_missing_modalities", "checkpoint_every", "log_every",
+                   "num_threads", "infer_batch_size"}
 
 
 class StageConfig(BaseModel):
