@@ -58,6 +58,7 @@ from embedding.infer import pool_text_tokens
 from embedding.losses import InfoNCELoss, MatryoshkaLoss
 from embedding.model import OmniEmbeddingModel
 from embedding.model_config import OmniEmbeddingConfig
+from embedding.patterns import Pattern, View, parse_patterns, stack_views
 from embedding.recipe import MiningConfig, RecipeState, balanced_stage_weights, mine_pair_set, plain_columns
 from embedding.schedule import warmup_cosine_schedule
 from embedding.tasks import (
@@ -126,6 +127,9 @@ class EmbeddingTrainConfig(BaseModel):
     progressive: bool = Field(True, description="False = all-in-one: the stages' steps in one stage on every "
                                                 "dataset by `sampling`, no balancing, no hard negatives")
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
+    patterns: dict[str, list[str]] = Field(default_factory=dict, description="dataset -> modality patterns "
+                                           "(embedding.patterns, e.g. i2i: [omni->omni, image->text]); a dataset "
+                                           "not named is scored omni->omni only")
     mining: MiningConfig = Field(default_factory=MiningConfig)
     sampling: SamplingStrategy = "sqrt"
     batch_size: int = Field(64, gt=1)
@@ -164,6 +168,10 @@ class EmbeddingTrainConfig(BaseModel):
             raise ValueError(f"min_lr={self.min_lr} exceeds lr={self.lr} (the cosine decays from lr to min_lr)")
         if unknown := sorted(set(self.tasks) - set(BUILDERS)):
             raise ValueError(f"tasks {unknown} unknown; the pair builders are {sorted(BUILDERS)}")
+        if unknown := sorted(set(self.patterns) - set(BUILDERS)):
+            raise ValueError(f"patterns name datasets {unknown}; the pair builders are {sorted(BUILDERS)}")
+        for spec in (spec for specs in self.patterns.values() for spec in specs):
+            Pattern.parse(spec)  # a malformed pattern fails here, with the config
         if not self.tasks:
             raise ValueError("tasks is empty: name at least one pair builder")
         return self
@@ -234,14 +242,65 @@ class Batch:
     negative_ids: torch.Tensor | None = None  # (M,)
 
 
-@torch.no_grad()
-def _chance_loss(loss_fn: MatryoshkaLoss, b: Batch, positives: torch.Tensor | None) -> float:
-    """The loss of this batch if every score were equal (same masks, prefixes and weights): chance level."""
-    flat = torch.ones(len(b.labels), max(loss_fn.dims), device=b.labels.device)
-    sides = [flat, flat] + ([torch.ones(len(b.negative_ids), flat.shape[1], device=flat.device)]
-                            if b.negative_ids is not None else [])
-    return float(loss_fn.compute_loss_from_embeddings(sides, b.labels, key=b.name, positives=positives,
-                                                      negative_ids=b.negative_ids))
+@dataclass
+class PatternSides:
+    """A batch's embeddings under its dataset's patterns: every query view and target view of the B pairs."""
+
+    patterns: list[Pattern]
+    query_views: list[View]
+    target_views: list[View]
+    query: torch.Tensor  # (Vq, B, D)
+    target: torch.Tensor  # (Vt, B, D)
+    query_has: torch.Tensor  # (Vq, B) bool: the query item has something in the view
+    target_has: torch.Tensor  # (Vt, B)
+    negatives: torch.Tensor | None = None  # (M, D) hard negatives (whole items): the omni->omni pattern only
+
+    def flat(self) -> PatternSides:
+        """The same shapes with every embedding equal: the chance level of the loss."""
+        ones = lambda x: None if x is None else torch.ones_like(x)  # noqa: E731
+        return PatternSides(self.patterns, self.query_views, self.target_views, ones(self.query),
+                            ones(self.target), self.query_has, self.target_has, ones(self.negatives))
+
+
+def pattern_key(dataset: str, pattern: Pattern) -> str:
+    """The temperature key of a dataset's pattern (the dataset's own for omni->omni)."""
+    return dataset if pattern.is_omni else f"{dataset}:{pattern}"
+
+
+def pattern_loss(loss_fn: MatryoshkaLoss, b: Batch, sides: PatternSides, positives: torch.Tensor | None
+                 ) -> torch.Tensor:
+    """Mean over the patterns with at least two valid pairs of the loss on those pairs (hard negatives join the
+    omni->omni pattern); zero (with a graph) when no pattern has."""
+    total, used, n = sides.query.new_zeros(()), 0, len(b.labels)
+    for p in sides.patterns:
+        qi, ti = sides.query_views.index(p.query), sides.target_views.index(p.target)
+        rows = torch.nonzero(sides.query_has[qi] & sides.target_has[ti]).squeeze(1)
+        if len(rows) < 2:
+            continue
+        emb, cols, kw = [sides.query[qi][rows], sides.target[ti][rows]], rows, {}
+        if p.is_omni and sides.negatives is not None:
+            emb.append(sides.negatives)
+            cols = torch.cat([rows, n + torch.arange(len(sides.negatives), device=rows.device)])
+            kw["negative_ids"] = b.negative_ids
+        mask = positives[rows][:, cols] if positives is not None else None
+        total = total + loss_fn.compute_loss_from_embeddings(emb, b.labels[rows], key=pattern_key(b.name, p),
+                                                             positives=mask, **kw)
+        used += 1
+    return total / used if used else sides.query.sum() * 0.0
+
+
+def embed_patterns(model: OmniEmbeddingModel, b: Batch, patterns: list[Pattern]) -> PatternSides:
+    """Every view of the batch's queries in one forward pass, every target view in another (their roles differ),
+    and the hard negatives in a third."""
+    q_views = list(dict.fromkeys(p.query for p in patterns))
+    t_views = list(dict.fromkeys(p.target for p in patterns))
+    n = len(b.labels)
+    q_batch, q_has = stack_views(b.query, q_views)
+    t_batch, t_has = stack_views(b.target, t_views)
+    q = model(q_batch, role="query", task=b.task).embedding.view(len(q_views), n, -1)
+    t = model(t_batch, role="target", task=b.task).embedding.view(len(t_views), n, -1)
+    neg = model(b.negatives, role="target", task=b.task).embedding if b.negatives is not None else None
+    return PatternSides(patterns, q_views, t_views, q, t, q_has, t_has, neg)
 
 
 def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextTokens | None,
@@ -289,6 +348,7 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
             known |= {(b, a) for a, b in known}
         data[name] = (ps, q_rows, t_rows, q_ids, t_ids, known)
     sizes = {k: len(v[1]) for k, v in data.items()}
+    patterns = {k: parse_patterns(cfg.patterns.get(k, []), v[0].query_kind, v[0].target_kind) for k, v in data.items()}
     stages = cfg.run_stages
     stage_weights = []
     for st in stages:
@@ -377,9 +437,9 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
     model = OmniEmbeddingModel(cfg.model.with_inputs(encoded))
     model.fit_precomputed_scaling(encoded.precomputed)
     model = model.to(dev)
-    nce = InfoNCELoss(model, keys=sorted(data), temperature={k: cfg.temperatures.get(k, cfg.temperature)
-                                                             for k in data},
-                      learnable=cfg.learnable_temperature, symmetric=cfg.symmetric).to(dev)
+    keys = {pattern_key(name, p): cfg.temperatures.get(name, cfg.temperature) for name in data for p in patterns[name]}
+    nce = InfoNCELoss(model, keys=sorted(keys), temperature=keys, learnable=cfg.learnable_temperature,
+                      symmetric=cfg.symmetric).to(dev)
     loss_fn = MatryoshkaLoss(nce, model.config.all_dims, cfg.matryoshka_weights)
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay, list(nce.log_temperature.parameters()),
                                           residual_lr_scale=cfg.residual_lr_scale)
@@ -420,12 +480,11 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
             name = b.name
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout + field dropout of this step
             mask = b.positives if cfg.mask_known_positives else None
-            sides = [(b.query, "query", b.task), (b.target, "target", b.task)]
-            if b.negatives is not None:
-                sides.append((b.negatives, "target", b.task))
             with autocast(dev, cfg.precision):
-                loss = loss_fn(sides, b.labels, key=name, positives=mask, negative_ids=b.negative_ids)
-            chance = _chance_loss(loss_fn, b, mask)
+                sides = embed_patterns(model, b, patterns[name])
+                loss = pattern_loss(loss_fn, b, sides, mask)
+            with torch.no_grad():
+                chance = float(pattern_loss(loss_fn, b, sides.flat(), mask))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(nce.log_temperature.parameters()),

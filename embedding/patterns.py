@@ -1,0 +1,126 @@
+"""Dataset-driven pattern matching (SAIL §3.3.4): a pair of items is scored not only whole (omni -> omni) but
+under every modality pattern its dataset declares, e.g. image -> text (a poster against the other item's title
+and tags) or text[title] -> text[tags], all in the same forward pass.
+
+A *view* keeps part of an item's inputs and removes the rest exactly as a missing input looks (masks off, text
+fields at -1, NaN vectors):
+
+    omni            everything the item has
+    text            every text field          text[title,tags]   only those fields (embedding.encoders.TEXT_FIELDS)
+    image / audio   that modality only        vec                 the precomputed vectors only
+
+A pattern "query view -> target view" is valid for a pair when both items have something in their views; pairs
+without it contribute no loss to that pattern, and a pattern with fewer than two valid pairs in a batch
+contributes none at all. Text-side queries or targets (q2i queries, label texts) only take the view "text".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from embedding.encoders.types import TEXT_FIELDS
+
+OMNI = "omni"
+MODALITY_VIEWS = ("omni", "text", "image", "audio", "vec")
+
+
+@dataclass(frozen=True)
+class View:
+    modality: str
+    fields: tuple[str, ...] = ()  # text fields kept (empty: all), for modality "text"
+
+    @classmethod
+    def parse(cls, spec: str) -> View:
+        spec = spec.strip()
+        name, _, rest = spec.partition("[")
+        if name not in MODALITY_VIEWS:
+            raise ValueError(f"unknown view {spec!r}: expected one of {MODALITY_VIEWS}, or text[<field>,...]")
+        fields = tuple(f.strip() for f in rest.rstrip("]").split(",") if f.strip()) if rest else ()
+        if fields and name != "text":
+            raise ValueError(f"view {spec!r}: only text views name fields")
+        if unknown := sorted(set(fields) - set(TEXT_FIELDS)):
+            raise ValueError(f"view {spec!r}: unknown text fields {unknown}; known: {list(TEXT_FIELDS)}")
+        return cls(name, fields)
+
+    def __str__(self) -> str:
+        return f"{self.modality}[{','.join(self.fields)}]" if self.fields else self.modality
+
+    def apply(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        """(the batch with everything outside the view removed, has [B]: the item has something in the view)."""
+        field = batch["text_field"]
+        if self.modality == OMNI:
+            return batch, torch.ones(len(field), dtype=torch.bool, device=field.device)
+        out = dict(batch)
+        keep_text = self.modality == "text"
+        if keep_text and self.fields:
+            allowed = torch.tensor([TEXT_FIELDS.index(f) for f in self.fields], device=field.device)
+            out["text_field"] = torch.where(torch.isin(field, allowed), field, torch.full_like(field, -1))
+        elif not keep_text:
+            out["text_field"] = torch.full_like(field, -1)
+        for key, modality in (("image_mask", "image"), ("audio_mask", "audio")):
+            if key in out and self.modality != modality:
+                out[key] = torch.zeros_like(out[key])
+        for key in [k for k in out if k.startswith("pre_")]:
+            if self.modality != "vec":
+                out[key] = torch.full_like(out[key], float("nan"))
+        return out, _has(out, self.modality)
+
+
+def _has(batch: dict[str, Tensor], modality: str) -> Tensor:
+    """[B] the item has some input of `modality` in `batch`."""
+    field = batch["text_field"]
+    none = torch.zeros(len(field), dtype=torch.bool, device=field.device)
+    if modality == "text":
+        return (field >= 0).any(1)
+    if modality == "vec":
+        pre = [~torch.isnan(batch[k]).any(1) for k in sorted(batch) if k.startswith("pre_")]
+        return torch.stack(pre).any(0) if pre else none
+    key = f"{modality}_mask"
+    return batch[key].any(1) if key in batch else none
+
+
+@dataclass(frozen=True)
+class Pattern:
+    query: View
+    target: View
+
+    @classmethod
+    def parse(cls, spec: str) -> Pattern:
+        q, sep, t = spec.partition("->")
+        if not sep:
+            raise ValueError(f"pattern {spec!r} is not '<query view> -> <target view>'")
+        return cls(View.parse(q), View.parse(t))
+
+    def __str__(self) -> str:
+        return f"{self.query}->{self.target}"
+
+    @property
+    def is_omni(self) -> bool:
+        return self.query.modality == OMNI and self.target.modality == OMNI
+
+
+def parse_patterns(specs: list[str], query_kind: str, target_kind: str) -> list[Pattern]:
+    """The dataset's patterns; a text side takes the text view only (written "text" or "omni")."""
+    out = []
+    for spec in specs or ["omni->omni"]:
+        p = Pattern.parse(spec)
+        for side, kind in ((p.query, query_kind), (p.target, target_kind)):
+            if kind == "text" and (side.modality not in ("text", OMNI) or side.fields):
+                raise ValueError(f"pattern {spec!r}: this dataset's {kind} side is a text, it takes no view")
+        out.append(p)
+    if len(set(map(str, out))) != len(out):
+        raise ValueError(f"patterns {specs} repeat one")
+    return out
+
+
+def stack_views(batch: dict[str, Tensor], views: list[View]) -> tuple[dict[str, Tensor], Tensor]:
+    """Every view of the batch stacked along the batch axis (one forward pass for all): (batch [V*B, ...],
+    has [V, B])."""
+    applied = [v.apply(batch) for v in views]
+    return ({k: torch.cat([b[k] for b, _ in applied]) for k in batch}, torch.stack([h for _, h in applied]))
+
+
+__all__ = ["OMNI", "Pattern", "View", "parse_patterns", "stack_views"]
