@@ -20,7 +20,7 @@ from typing import Protocol
 import faiss
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
+from scipy.stats import bootstrap, spearmanr
 
 from embedding.encoders.types import EncodedItems, TextTokens
 from embedding.infer import embed_items, embed_texts
@@ -125,6 +125,8 @@ def evaluators_from_pairs(pair_sets: dict[str, PairSet], corpus_item_ids: np.nda
     out = []
     rng = np.random.default_rng(seed)
     for name, ps in sorted(pair_sets.items()):
+        if ps.graded:  # no relevant set: GradedEvaluator
+            continue
         rel = ps.holdout_relevant()
         if ps.target_kind == "item":
             corpus_keys, corpus_kind, row_of, eks = list(corpus_item_ids), "item", item_row, ks
@@ -143,6 +145,42 @@ def evaluators_from_pairs(pair_sets: dict[str, PairSet], corpus_item_ids: np.nda
         if qkeys:
             out.append(RetrievalEvaluator(name, ps.query_kind, qkeys, corpus_kind, corpus_keys, relevant,
                                           task=ps.task, ks=eks, exclude_self=ps.query_kind == corpus_kind == "item"))
+    return out
+
+
+@dataclass
+class GradedEvaluator:
+    """Spearman correlation between the cosine of held-out graded pairs and their scores (embedding.tasks
+    build_graded_pairs): does the model order pairs as the users' agreement does?"""
+
+    name: str
+    pairs: pd.DataFrame  # query, target (item ids), score
+    task: str = "i2i"
+    greater_is_better: bool = True
+
+    @property
+    def primary_metric(self) -> str:
+        return f"{self.name}/spearman"
+
+    def __call__(self, embedder: Embedder) -> dict[str, float]:
+        q = normalize(embedder("item", self.pairs["query"].tolist(), "query", self.task))
+        t = normalize(embedder("item", self.pairs["target"].tolist(), "target", self.task))
+        rho = spearmanr((q * t).sum(1), self.pairs["score"].to_numpy()).statistic if len(q) > 2 else float("nan")
+        return {f"{self.name}/spearman": float(rho), f"{self.name}/n_pairs": float(len(q))}
+
+
+def graded_evaluators(pair_sets: dict[str, PairSet], corpus_item_ids: np.ndarray, max_pairs: int = 2000,
+                      seed: int = 0) -> list[GradedEvaluator]:
+    """One GradedEvaluator per graded pair set with held-out pairs (a seeded sample of at most `max_pairs`)."""
+    known = set(np.asarray(corpus_item_ids).tolist())
+    out = []
+    for name, ps in sorted(pair_sets.items()):
+        pairs = ps.holdout.loc[ps.holdout["query"].isin(known) & ps.holdout["target"].isin(known)] \
+            if ps.graded else ps.holdout.iloc[:0]
+        if len(pairs) > max_pairs:
+            pairs = pairs.iloc[np.sort(np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False))]
+        if len(pairs) > 2:
+            out.append(GradedEvaluator(name, pairs.reset_index(drop=True), ps.task))
     return out
 
 

@@ -131,6 +131,39 @@ class InfoNCELoss(nn.Module):
                 "learnable": self.learnable, "symmetric": self.symmetric, "min_temperature": self.min_temperature}
 
 
+class CoSENTLoss(nn.Module):
+    """CoSENT for pairs with graded similarity scores (SAIL §2; Su 2022; sentence-transformers' CoSENTLoss):
+    ``log(1 + sum_{score_i > score_j} exp(scale * (cos_j - cos_i)))`` over the batch's pairs: every pair scored
+    higher must have the higher cosine. Only the order of the scores matters.
+
+    Inputs:
+        +---------------------------------+-------------------------------+
+        | embeddings                      | labels                        |
+        +=================================+===============================+
+        | [left [B, D], right [B, D]]     | graded scores [B] (float)     |
+        +---------------------------------+-------------------------------+
+    """
+
+    def __init__(self, model: nn.Module | None = None, scale: float = 20.0) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ValueError(f"CoSENT scale must be > 0, got {scale}")
+        self.model, self.scale = model, scale
+
+    def forward(self, features: Features, labels: Tensor, **kw) -> Tensor:
+        return self.compute_loss_from_embeddings(_embed(self.model, features), labels)
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor, **kw) -> Tensor:
+        cos = F.cosine_similarity(embeddings[0], embeddings[1], dim=-1) * self.scale  # (B,)
+        diff = cos[None, :] - cos[:, None]  # [i, j] = cos_j - cos_i
+        higher = labels[:, None] > labels[None, :]  # score_i > score_j
+        terms = diff[higher]
+        return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)
+
+    def get_config_dict(self) -> dict:
+        return {"scale": self.scale}
+
+
 class MatryoshkaLoss(nn.Module):
     """Apply a base loss to several L2-normalised prefixes of the embeddings and sum (weighted).
 

@@ -7,6 +7,7 @@ that no held-out pair is ever trained on.
 
     name     task      query side    target side   source
     i2i      i2i       item          item          consecutive positives of a user within a window
+    graded   i2i       item          item          co-engaged items, graded by the users' agreement (CoSENT)
     q2i      q2i       text          item          ds.queries, or genre+title-keyword / tag queries from items
     label    label     item          text          item -> "category: Comedy" / "tag: pixar"
 
@@ -58,6 +59,8 @@ class PairConfig(BaseModel):
     label_templates: dict[str, str] = Field(
         default_factory=lambda: {"categories": "category: {label}", "tags": "tag: {label}"})
     label_min_items: int = Field(5, gt=0, description="labels on fewer train items are skipped")
+    graded_min_users: int = Field(2, gt=0, description="graded pairs need this many users who engaged both items")
+    graded_max_pairs: int = Field(20000, gt=0, description="keep the pairs with the most co-engaging users")
     holdout_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of anchors held out for evaluation")
     items_before_train_end: bool = Field(True, description="content pairs only from items created before "
                                                            "the train cut-off")
@@ -76,6 +79,7 @@ class PairSet:
     holdout: pd.DataFrame
     symmetric: bool = False  # both sides are the same kind and either may be the query
     info: dict = field(default_factory=dict)
+    graded: bool = False  # a "score" column grades each pair (CoSENT), instead of every pair being a positive
 
     def __len__(self) -> int:
         return len(self.train)
@@ -105,7 +109,7 @@ class PairSet:
         if dropped:
             log.warning("%s: dropped %d pairs whose items are not encoded", self.name, dropped)
         return PairSet(self.name, self.task, self.query_kind, self.target_kind, train.reset_index(drop=True),
-                       holdout.reset_index(drop=True), self.symmetric, self.info)
+                       holdout.reset_index(drop=True), self.symmetric, self.info, self.graded)
 
     def holdout_relevant(self) -> dict:
         """Held-out query -> set of relevant targets."""
@@ -283,7 +287,50 @@ def build_label_pairs(ds: Dataset, cfg: PairConfig | None = None) -> PairSet | N
                    df.loc[is_held].reset_index(drop=True), info=info)
 
 
-BUILDERS = {"i2i": build_i2i_pairs, "q2i": build_q2i_pairs, "label": build_label_pairs}
+def build_graded_pairs(ds: Dataset, cfg: PairConfig | None = None) -> PairSet | None:
+    """Item pairs graded by how alike the users who engaged both scored them: over every user with both items
+    within `i2i_window` interactions of each other (train split, positive or not), the mean of
+    1 - |v_a - v_b| / span of the positive rule's column (a rating, a watch fraction; span over the train split).
+    A graded similarity for CoSENT: co-rated alike -> near 1, one loved and one disliked -> near 0. None when the
+    column takes one value (nothing to grade)."""
+    cfg = cfg or PairConfig()
+    train = ds.split.train(ds.interactions)
+    col = ds.positive.column
+    values = train[col].astype(np.float64)
+    span = float(values.max() - values.min()) if len(values) else 0.0
+    if not span > 0:
+        return None
+    df = train.assign(v=values).sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    u, it, v = df["user_id"].to_numpy(), df["item_id"].to_numpy(), df["v"].to_numpy()
+    parts = []
+    for k in range(1, cfg.i2i_window + 1):
+        if len(it) <= k:
+            break
+        m = (u[k:] == u[:-k]) & (it[k:] != it[:-k])
+        a, b = it[:-k][m], it[k:][m]
+        parts.append(pd.DataFrame({"user": u[k:][m], "a": np.minimum(a, b), "b": np.maximum(a, b),
+                                   "agree": 1.0 - np.abs(v[k:][m] - v[:-k][m]) / span}))
+    if not parts:
+        return None
+    pairs = pd.concat(parts).drop_duplicates(["user", "a", "b"])
+    pairs = pairs.groupby(["a", "b"]).agg(score=("agree", "mean"), users=("user", "size")).reset_index()
+    pairs = pairs.loc[pairs["users"] >= cfg.graded_min_users]
+    pairs = pairs.sort_values(["users", "a", "b"], ascending=[False, True, True], kind="stable")
+    pairs = pairs.head(cfg.graded_max_pairs).reset_index(drop=True)
+    if len(pairs) < 2:
+        return None
+    held = _holdout_keys(np.concatenate([pairs["a"].to_numpy(), pairs["b"].to_numpy()]), cfg.holdout_fraction,
+                         cfg.seed)
+    out = pairs.rename(columns={"a": "query", "b": "target"})
+    touch = out["query"].isin(held) | out["target"].isin(held)
+    info = {"pairs": len(out), "holdout_pairs": int(touch.sum()), "column": col, "span": span,
+            "mean_score": float(out["score"].mean())}
+    log.info("graded pairs: %s", info)
+    return PairSet("graded", "i2i", "item", "item", out.loc[~touch].reset_index(drop=True),
+                   out.loc[touch].reset_index(drop=True), symmetric=True, info=info, graded=True)
+
+
+BUILDERS = {"i2i": build_i2i_pairs, "q2i": build_q2i_pairs, "label": build_label_pairs, "graded": build_graded_pairs}
 
 
 def build_validation_pairs(ds: Dataset, history: int = 10, recent_fraction: float = 0.2) -> dict[str, PairSet]:

@@ -49,13 +49,14 @@ from embedding.evaluate import (
     VectorEmbedder,
     compare_query_tables,
     evaluators_from_pairs,
+    graded_evaluators,
     run_evaluators,
     summarize,
 )
 from embedding.fingerprint import encoder_signature, input_fingerprint
 from embedding.guards import content_presence, warn_if_at_chance
 from embedding.infer import pool_text_tokens
-from embedding.losses import InfoNCELoss, MatryoshkaLoss
+from embedding.losses import CoSENTLoss, InfoNCELoss, MatryoshkaLoss
 from embedding.model import OmniEmbeddingModel
 from embedding.model_config import OmniEmbeddingConfig
 from embedding.patterns import Pattern, View, parse_patterns, stack_views
@@ -144,6 +145,7 @@ class EmbeddingTrainConfig(BaseModel):
                                                           "of a query (multi-label items, multi-item queries, "
                                                           "i2i neighbours) are not its negatives")
     temperature: float = Field(0.05, gt=0, description="initial InfoNCE temperature of every dataset")
+    cosent_weight: float = Field(1.0, gt=0, description="lambda: weight of CoSENT on the batches of a graded dataset")
     temperatures: dict[str, float] = Field(default_factory=dict, description="per-dataset initial temperature")
     learnable_temperature: bool = True
     symmetric: bool = Field(True, description="InfoNCE in both directions (query->target and back)")
@@ -240,6 +242,7 @@ class Batch:
     positives: torch.Tensor  # (B, B + M) known training positives: never negatives
     negatives: dict[str, torch.Tensor] | None = None
     negative_ids: torch.Tensor | None = None  # (M,)
+    scores: torch.Tensor | None = None  # (B,) graded similarity of each pair (graded datasets: CoSENT)
 
 
 @dataclass
@@ -287,6 +290,11 @@ def pattern_loss(loss_fn: MatryoshkaLoss, b: Batch, sides: PatternSides, positiv
                                                              positives=mask, **kw)
         used += 1
     return total / used if used else sides.query.sum() * 0.0
+
+
+def graded_loss(graded_fn: MatryoshkaLoss, b: Batch, sides: PatternSides) -> torch.Tensor:
+    """A graded dataset's batch: CoSENT (wrapped in the same Matryoshka prefixes) on whole items."""
+    return graded_fn.compute_loss_from_embeddings([sides.query[0], sides.target[0]], b.scores)
 
 
 def embed_patterns(model: OmniEmbeddingModel, b: Batch, patterns: list[Pattern]) -> PatternSides:
@@ -349,6 +357,8 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
         data[name] = (ps, q_rows, t_rows, q_ids, t_ids, known)
     sizes = {k: len(v[1]) for k, v in data.items()}
     patterns = {k: parse_patterns(cfg.patterns.get(k, []), v[0].query_kind, v[0].target_kind) for k, v in data.items()}
+    if bad := [k for k, v in data.items() if v[0].graded and not (len(patterns[k]) == 1 and patterns[k][0].is_omni)]:
+        raise ConfigError(f"embedding.train.patterns: graded datasets {bad} are scored on whole items only")
     stages = cfg.run_stages
     stage_weights = []
     for st in stages:
@@ -396,7 +406,8 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
         # (query i, target j) pairs that are known training positives: not negatives of each other
         cols = ti.tolist() + (negative_ids.tolist() if negative_ids is not None else [])
         positives = torch.as_tensor([[(a, b) in known for b in cols] for a in qi.tolist()], device=dev)  # (B, B+M)
-        return Batch(name, ps.task, make(qk, qr), make(tk, tr), labels, positives, negatives, negative_ids)
+        scores = torch.as_tensor(ps.train["score"].to_numpy(np.float32)[pick], device=dev) if ps.graded else None
+        return Batch(name, ps.task, make(qk, qr), make(tk, tr), labels, positives, negatives, negative_ids, scores)
 
     def prepare_stage(s: int) -> None:
         """At a stage's start (or on resuming inside it): its balanced weights and its hard negatives."""
@@ -420,7 +431,7 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
                 stage_weights[s] = {k: recipe.balance_weights[k] / total for k in names}
             if st.hard_negatives and recipe.mined_stage != s:
                 recipe.mined, recipe.mining[st.name] = {}, {}
-                for name in stage_weights[s]:
+                for name in [k for k in stage_weights[s] if not data[k][0].graded]:  # graded: no negatives
                     ps = data[name][0]
                     rows = {"item": item_row, "text": text_index}
                     table, mined = mine_pair_set(embedder, ps, st.hard_negatives, rows[ps.query_kind],
@@ -441,6 +452,12 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
     nce = InfoNCELoss(model, keys=sorted(keys), temperature=keys, learnable=cfg.learnable_temperature,
                       symmetric=cfg.symmetric).to(dev)
     loss_fn = MatryoshkaLoss(nce, model.config.all_dims, cfg.matryoshka_weights)
+    graded_fn = MatryoshkaLoss(CoSENTLoss(model), model.config.all_dims,
+                               [cfg.cosent_weight * w for w in loss_fn.weights])
+
+    def objective(b: Batch, sides: PatternSides, positives: torch.Tensor | None) -> torch.Tensor:
+        return graded_loss(graded_fn, b, sides) if b.scores is not None else pattern_loss(loss_fn, b, sides, positives)
+
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay, list(nce.log_temperature.parameters()),
                                           residual_lr_scale=cfg.residual_lr_scale)
     scheduler = warmup_cosine_schedule(optimizer, [cfg.total_steps], cfg.warmup_steps, cfg.min_lr / cfg.lr)
@@ -460,6 +477,7 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
         log.info("resumed from %s at step %d", ckpt_dir, step)
 
     evaluators = evaluators_from_pairs(eval_sets, encoded.item_ids, cfg.eval_max_queries, cfg.seed)
+    graded = graded_evaluators(eval_sets, encoded.item_ids, cfg.eval_max_queries, cfg.seed)
 
     def evaluate() -> dict[str, float]:
         embedder = ModelEmbedder(model, encoded, texts, text_index, cfg.infer_batch_size, str(dev))
@@ -482,9 +500,9 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
             mask = b.positives if cfg.mask_known_positives else None
             with autocast(dev, cfg.precision):
                 sides = embed_patterns(model, b, patterns[name])
-                loss = pattern_loss(loss_fn, b, sides, mask)
+                loss = objective(b, sides, mask)
             with torch.no_grad():
-                chance = float(pattern_loss(loss_fn, b, sides.flat(), mask))
+                chance = float(objective(b, sides.flat(), mask))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(nce.log_temperature.parameters()),
@@ -527,18 +545,19 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
         baseline_texts = {t: pooled[i] for t, i in text_index.items()}
     embedder = ModelEmbedder(model, encoded, texts, text_index, cfg.infer_batch_size, str(dev))
     queries = pd.concat([ev.query_table(embedder) for ev in evaluators], ignore_index=True)
-    baseline_queries = pd.concat([ev.query_table(VectorEmbedder(encoded.item_ids, encoded.pooled_text,
-                                                                baseline_texts)) for ev in evaluators],
-                                 ignore_index=True)
+    baseline = VectorEmbedder(encoded.item_ids, encoded.pooled_text, baseline_texts)
+    baseline_queries = pd.concat([ev.query_table(baseline) for ev in evaluators], ignore_index=True)
     write_parquet(out_dir / RETRIEVAL_QUERIES, queries)
-    missing = {}
+    extra: dict[str, float] = {}  # missing-modality robustness, graded pairs (model and baseline)
     for modality in encoded.modalities() if cfg.eval_missing_modalities else []:
         partial = ModelEmbedder(model, encoded.without(modality), texts, text_index, cfg.infer_batch_size, str(dev))
         without = pd.concat([ev.query_table(partial) for ev in evaluators], ignore_index=True)
-        missing.update({**summarize(without, f"without_{modality}/"),
-                        **compare_query_tables(without, queries, f"without_{modality}_vs_full/", seed=cfg.seed)})
+        extra.update({**summarize(without, f"without_{modality}/"),
+                      **compare_query_tables(without, queries, f"without_{modality}_vs_full/", seed=cfg.seed)})
+    for ev in graded:
+        extra.update({**ev(embedder), **{f"baseline/{k}": v for k, v in ev(baseline).items()}})
     metrics = {**summarize(queries), **summarize(baseline_queries, "baseline/"),
-               **compare_query_tables(queries, baseline_queries, "vs_baseline/", seed=cfg.seed), **missing,
+               **compare_query_tables(queries, baseline_queries, "vs_baseline/", seed=cfg.seed), **extra,
                **recipe.metrics()}
     tail = [h["loss"] for h in history[-max(1, min(50, len(history))):]]
     chance_ratio = warn_if_at_chance(history, content_presence(encoded))

@@ -89,3 +89,20 @@ def test_hard_negatives_enter_the_loss_and_are_masked_by_id():
     assert same == pytest.approx(F.cross_entropy(logits, torch.arange(4)).item(), rel=1e-6)
     with pytest.raises(ValueError, match="negative_ids"):
         loss.compute_loss_from_embeddings([q, t, n], labels)
+
+
+def test_cosent_follows_the_order_of_the_scores_only():
+    from embedding.losses import CoSENTLoss
+
+    loss = CoSENTLoss(scale=20.0)
+    a = F.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]), dim=-1)
+    b = F.normalize(torch.tensor([[1.0, 0.1], [1.0, 1.0], [0.0, 1.0]]), dim=-1)   # cosines decrease
+    agree = loss.compute_loss_from_embeddings([a, b], torch.tensor([0.9, 0.5, 0.1]))
+    rescaled = loss.compute_loss_from_embeddings([a, b], torch.tensor([9.0, 5.0, 1.0]))
+    reverse = loss.compute_loss_from_embeddings([a, b], torch.tensor([0.1, 0.5, 0.9]))
+    assert agree == pytest.approx(rescaled.item()) and agree < 0.1 < reverse
+    cos = (a * b).sum(1) * 20
+    expect = torch.logsumexp(torch.tensor([0.0, cos[1] - cos[0], cos[2] - cos[0], cos[2] - cos[1]]), 0)
+    assert agree == pytest.approx(expect.item(), rel=1e-6)
+    ties = loss.compute_loss_from_embeddings([a, b], torch.tensor([0.5, 0.5, 0.5]))
+    assert ties == pytest.approx(0.0)                                     # no ordered pair: log(1) = 0

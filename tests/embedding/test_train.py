@@ -211,3 +211,26 @@ def test_modality_dropout_removes_inputs_as_missing_but_never_all(enc, tiny_conf
     assert torch.equal(has(dropped).any(0), has(batch).any(0))        # nobody loses every modality
     assert (has(dropped).sum(0) < has(batch).sum(0)).any()            # but some lose one
     assert not (has(dropped) & ~has(batch)).any()                      # nothing appears
+
+
+def test_graded_pairs_train_with_cosent_and_are_scored_by_spearman(pair_world, tmp_path):
+    """A rating-like positive column gives graded pairs; training on them (CoSENT) runs beside the contrastive
+    sets, and the held-out graded pairs are scored by the Spearman correlation of cosine and score."""
+    from embedding.tasks import build_graded_pairs
+
+    ds = pair_world.ds
+    rated = Dataset(ds.manifest, ds.items, ds.interactions.assign(
+        like=np.random.default_rng(0).integers(1, 6, len(ds.interactions)).astype(float)))
+    ps = build_graded_pairs(rated, PairConfig(graded_min_users=1))
+    assert ps is not None and ps.graded and ps.symmetric
+    assert ps.train["score"].between(0, 1).all() and len(ps.holdout)
+    train_items = set(ps.train["query"]) | set(ps.train["target"])
+    cold = ~ps.holdout["query"].isin(train_items) | ~ps.holdout["target"].isin(train_items)
+    assert cold.all()                                  # every held-out pair touches an item in no training pair
+    res = train_embedding(rated, pair_world.enc, tiny_cfg(steps=8, tasks=["i2i", "graded"],
+                                                          pairs=PairConfig(graded_min_users=1, label_min_items=3)),
+                          tmp_path / "g", "cpu", pair_world.encode_texts)
+    assert "graded" in res.pair_info
+    assert -1 <= res.metrics["graded/spearman"] <= 1 and "baseline/graded/spearman" in res.metrics
+    constant = Dataset(ds.manifest, ds.items, ds.interactions.assign(like=1.0))
+    assert build_graded_pairs(constant) is None                       # one value: nothing to grade
