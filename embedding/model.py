@@ -231,6 +231,11 @@ class OmniEmbeddingModel(nn.Module):
             if skip is not None:
                 nn.init.orthogonal_(skip.weight)  # orthonormal rows/columns: preserves cosines (JL)
         self.memory = InputMemory(c) if c.memory_hidden else None
+        self.late_proj = nn.Linear(H, c.embed_dim) if c.late_fusion else None
+        self.late_gate = nn.Linear(2 * H, c.embed_dim) if c.late_fusion else None
+        if self.late_gate is not None:  # start near the fused output: g = sigmoid(4) = 0.98
+            nn.init.zeros_(self.late_gate.weight)
+            nn.init.constant_(self.late_gate.bias, 4.0)
 
     def with_memory(self, hidden: int) -> OmniEmbeddingModel:
         """This model plus an item memory of width `hidden` (zero output: same embeddings until trained).
@@ -296,11 +301,12 @@ class OmniEmbeddingModel(nn.Module):
 
     def tokens(self, batch: dict[str, Tensor], role: str, task: str) -> tuple[Tensor, Tensor]:
         """Build the token sequence -> (x [B, T, H], valid [B, T] bool)."""
-        x, valid, _ = self._tokens(batch, role, task)
+        x, valid, _, _ = self._tokens(batch, role, task)
         return x, valid
 
-    def _tokens(self, batch: dict[str, Tensor], role: str, task: str) -> tuple[Tensor, Tensor, Tensor]:
-        """-> (x, valid, text mask [B, Lt] after field dropout)."""
+    def _tokens(self, batch: dict[str, Tensor], role: str, task: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """-> (x, valid, text mask [B, Lt] after field dropout, late [B, T]: the valid audio, visual and
+        precomputed tokens, what gated late fusion reads before the fusion transformer)."""
         c = self.config
         text, field = batch["text_tokens"], batch["text_field"]
         B, device = text.shape[0], text.device
@@ -342,11 +348,13 @@ class OmniEmbeddingModel(nn.Module):
         tmask = field >= 0  # (B, Lt)
         if self.training and c.field_drop_prob > 0:
             tmask = self._drop_fields(field, tmask, text_only=~other)
+        text_at = len(masks)
         parts.append(self.text_proj(text) + self.field_emb(field.clamp(min=0)) + self.type_emb.weight[self.TYPE_TEXT])
         masks.append(tmask)
         parts += pre_tokens
         masks += pre_masks
-        return torch.cat(parts, 1), torch.cat(masks, 1), tmask
+        late = [torch.zeros_like(m) if i in (0, text_at) else m for i, m in enumerate(masks)]  # no task, no text
+        return torch.cat(parts, 1), torch.cat(masks, 1), tmask, torch.cat(late, 1)
 
     def fit_precomputed_scaling(self, precomputed: dict[str, np.ndarray]) -> None:
         """Standardise each precomputed vector with the catalogue's per-dimension mean and spread (the items'
@@ -395,15 +403,26 @@ class OmniEmbeddingModel(nn.Module):
         [B, T], text mask [B, Lt] after field dropout). CRE with a frozen fusion model computes it once."""
         if self.training and self.config.modality_drop_prob > 0:
             batch = self._drop_modalities(batch)
-        x, valid, tmask = self._tokens(batch, role, task)  # (B, T, H), (B, T), (B, Lt)
+        x, valid, tmask, late = self._tokens(batch, role, task)  # (B, T, H), (B, T), (B, Lt), (B, T)
         h = self.fusion(x, src_key_padding_mask=~valid)  # bidirectional attention over valid tokens
         w = valid.to(h.dtype)[..., None]  # (B, T, 1)
         pooled = (torch.tanh(h) * w).sum(1) / w.sum(1)  # mean_pool(tanh(h)) -> (B, H); task token always valid
         raw = self.head(pooled)  # (B, D)
+        if self.late_proj is not None:
+            raw = self._late_fusion(raw, pooled, x, late)
         skip = self.residual(batch, tmask)
         if skip is not None:
             raw = raw + skip
         return raw, pooled, valid, tmask
+
+    def _late_fusion(self, fused: Tensor, pooled: Tensor, x: Tensor, late: Tensor) -> Tensor:
+        """Gated late fusion (NoteLLM-2; SAIL §2): g * fused + (1 - g) * proj(mean of the item's non-text tokens
+        before fusion), g = sigmoid(W [pooled; that mean]); items without such tokens keep `fused`."""
+        m = late.to(x.dtype)[..., None]
+        mean = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, H)
+        gate = torch.sigmoid(self.late_gate(torch.cat([pooled, mean], -1)))
+        mixed = gate * fused + (1 - gate) * self.late_proj(mean)
+        return torch.where(late.any(1, keepdim=True), mixed, fused)
 
     def configure_optimizer(self, lr: float, weight_decay: float, extra_params: list[nn.Parameter] = (),
                             betas: tuple[float, float] = (0.9, 0.98), residual_lr_scale: float = 1.0

@@ -59,6 +59,9 @@ class OmniEmbeddingConfig(BaseModel):
                                                          "get their vectors' neighbourhoods, not a zero vector")
     head_init_std: float = Field(0.0, ge=0, description="init std of the fusion projection (near 0 with the "
                                                          "residual: training starts from the text baseline)")
+    late_fusion: bool = Field(False, description="gated late fusion (NoteLLM-2, SAIL §2): mix the fused output "
+                                                 "with a projection of the item's audio / visual / vector tokens "
+                                                 "before fusion, through a learnt sigmoid gate")
     memory_hidden: int = Field(0, ge=0, description="width of the item memory (InputMemory): an MLP from the "
                                                     "pooled raw inputs added to the output; 0 = none (CRE adds it)")
     # task instructions: one learned token per (task, role)

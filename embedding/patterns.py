@@ -12,6 +12,9 @@ fields at -1, NaN vectors):
 A pattern "query view -> target view" is valid for a pair when both items have something in their views; pairs
 without it contribute no loss to that pattern, and a pattern with fewer than two valid pairs in a batch
 contributes none at all. Text-side queries or targets (q2i queries, label texts) only take the view "text".
+A pattern may carry a weight, "image->text*0.5" (default 1): a batch's loss is the weighted mean over its
+patterns. mICL (modality-isolated contrastive learning, SAIL §2) is the patterns text->text, image->image and
+audio->audio at weight alpha (`micl_patterns`).
 """
 
 from __future__ import annotations
@@ -86,20 +89,34 @@ def _has(batch: dict[str, Tensor], modality: str) -> Tensor:
 class Pattern:
     query: View
     target: View
+    weight: float = 1.0
 
     @classmethod
     def parse(cls, spec: str) -> Pattern:
-        q, sep, t = spec.partition("->")
+        body, star, weight = spec.partition("*")
+        q, sep, t = body.partition("->")
         if not sep:
-            raise ValueError(f"pattern {spec!r} is not '<query view> -> <target view>'")
-        return cls(View.parse(q), View.parse(t))
+            raise ValueError(f"pattern {spec!r} is not '<query view> -> <target view>[*weight]'")
+        try:
+            w = float(weight) if star else 1.0
+        except ValueError:
+            raise ValueError(f"pattern {spec!r}: the weight after '*' is not a number") from None
+        if not w > 0:
+            raise ValueError(f"pattern {spec!r}: the weight must be > 0")
+        return cls(View.parse(q), View.parse(t), w)
 
     def __str__(self) -> str:
+        """The pattern without its weight: what names its temperature."""
         return f"{self.query}->{self.target}"
 
     @property
     def is_omni(self) -> bool:
         return self.query.modality == OMNI and self.target.modality == OMNI
+
+
+def micl_patterns(weight: float) -> list[str]:
+    """mICL at weight alpha: each modality against itself (pairs missing it contribute nothing)."""
+    return [f"{m}->{m}*{weight:g}" for m in ("text", "image", "audio")]
 
 
 def parse_patterns(specs: list[str], query_kind: str, target_kind: str) -> list[Pattern]:
@@ -112,7 +129,7 @@ def parse_patterns(specs: list[str], query_kind: str, target_kind: str) -> list[
                 raise ValueError(f"pattern {spec!r}: this dataset's {kind} side is a text, it takes no view")
         out.append(p)
     if len(set(map(str, out))) != len(out):
-        raise ValueError(f"patterns {specs} repeat one")
+        raise ValueError(f"patterns {specs} repeat one (a weight does not make it another)")
     return out
 
 
@@ -123,4 +140,4 @@ def stack_views(batch: dict[str, Tensor], views: list[View]) -> tuple[dict[str, 
     return ({k: torch.cat([b[k] for b, _ in applied]) for k in batch}, torch.stack([h for _, h in applied]))
 
 
-__all__ = ["OMNI", "Pattern", "View", "parse_patterns", "stack_views"]
+__all__ = ["OMNI", "Pattern", "View", "micl_patterns", "parse_patterns", "stack_views"]

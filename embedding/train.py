@@ -59,7 +59,7 @@ from embedding.infer import pool_text_tokens
 from embedding.losses import CoSENTLoss, InfoNCELoss, MatryoshkaLoss
 from embedding.model import OmniEmbeddingModel
 from embedding.model_config import OmniEmbeddingConfig
-from embedding.patterns import Pattern, View, parse_patterns, stack_views
+from embedding.patterns import Pattern, View, micl_patterns, parse_patterns, stack_views
 from embedding.recipe import MiningConfig, RecipeState, balanced_stage_weights, mine_pair_set, plain_columns
 from embedding.schedule import warmup_cosine_schedule
 from embedding.tasks import (
@@ -129,8 +129,10 @@ class EmbeddingTrainConfig(BaseModel):
                                                 "dataset by `sampling`, no balancing, no hard negatives")
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
     patterns: dict[str, list[str]] = Field(default_factory=dict, description="dataset -> modality patterns "
-                                           "(embedding.patterns, e.g. i2i: [omni->omni, image->text]); a dataset "
-                                           "not named is scored omni->omni only")
+                                           "(embedding.patterns, e.g. i2i: [omni->omni, image->text*0.5]); a "
+                                           "dataset not named is scored omni->omni only")
+    micl_weight: float = Field(0.0, ge=0, description="alpha of mICL: text->text, image->image, audio->audio "
+                                                      "patterns added to every item->item dataset (0 = off)")
     mining: MiningConfig = Field(default_factory=MiningConfig)
     sampling: SamplingStrategy = "sqrt"
     batch_size: int = Field(64, gt=1)
@@ -177,6 +179,14 @@ class EmbeddingTrainConfig(BaseModel):
         if not self.tasks:
             raise ValueError("tasks is empty: name at least one pair builder")
         return self
+
+    def patterns_of(self, dataset: str, query_kind: str, target_kind: str, graded: bool = False) -> list[str]:
+        """The dataset's declared patterns (omni->omni when none), plus mICL's on item->item datasets."""
+        specs = list(self.patterns.get(dataset, [])) or ["omni->omni"]
+        if self.micl_weight > 0 and query_kind == target_kind == "item" and not graded:
+            specs += [m for m in micl_patterns(self.micl_weight) if m.split("*")[0] not in
+                      {s.split("*")[0].replace(" ", "") for s in specs}]
+        return specs
 
     @property
     def run_stages(self) -> list[StageConfig]:
@@ -272,8 +282,8 @@ def pattern_key(dataset: str, pattern: Pattern) -> str:
 
 def pattern_loss(loss_fn: MatryoshkaLoss, b: Batch, sides: PatternSides, positives: torch.Tensor | None
                  ) -> torch.Tensor:
-    """Mean over the patterns with at least two valid pairs of the loss on those pairs (hard negatives join the
-    omni->omni pattern); zero (with a graph) when no pattern has."""
+    """Weighted mean over the patterns with at least two valid pairs of the loss on those pairs (hard negatives
+    join the omni->omni pattern); zero (with a graph) when no pattern has."""
     total, used, n = sides.query.new_zeros(()), 0, len(b.labels)
     for p in sides.patterns:
         qi, ti = sides.query_views.index(p.query), sides.target_views.index(p.target)
@@ -286,9 +296,10 @@ def pattern_loss(loss_fn: MatryoshkaLoss, b: Batch, sides: PatternSides, positiv
             cols = torch.cat([rows, n + torch.arange(len(sides.negatives), device=rows.device)])
             kw["negative_ids"] = b.negative_ids
         mask = positives[rows][:, cols] if positives is not None else None
-        total = total + loss_fn.compute_loss_from_embeddings(emb, b.labels[rows], key=pattern_key(b.name, p),
-                                                             positives=mask, **kw)
-        used += 1
+        total = total + p.weight * loss_fn.compute_loss_from_embeddings(emb, b.labels[rows],
+                                                                        key=pattern_key(b.name, p), positives=mask,
+                                                                        **kw)
+        used += p.weight
     return total / used if used else sides.query.sum() * 0.0
 
 
@@ -356,7 +367,8 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
             known |= {(b, a) for a, b in known}
         data[name] = (ps, q_rows, t_rows, q_ids, t_ids, known)
     sizes = {k: len(v[1]) for k, v in data.items()}
-    patterns = {k: parse_patterns(cfg.patterns.get(k, []), v[0].query_kind, v[0].target_kind) for k, v in data.items()}
+    patterns = {k: parse_patterns(cfg.patterns_of(k, v[0].query_kind, v[0].target_kind, v[0].graded),
+                                  v[0].query_kind, v[0].target_kind) for k, v in data.items()}
     if bad := [k for k, v in data.items() if v[0].graded and not (len(patterns[k]) == 1 and patterns[k][0].is_omni)]:
         raise ConfigError(f"embedding.train.patterns: graded datasets {bad} are scored on whole items only")
     stages = cfg.run_stages

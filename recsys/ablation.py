@@ -68,6 +68,12 @@ def _stages_without(setting: str, off: Any) -> Callable[[RunConfig], dict[str, A
     return overrides
 
 
+def _only_if(used: Any, overrides: dict[str, Any], what: str) -> dict[str, Any]:
+    if not used:
+        raise ConfigError(f"ablating {what}: the run does not use it")
+    return overrides
+
+
 def _full_dim_only(cfg: RunConfig) -> dict[str, Any]:
     dims = cfg.embedding.train.model.all_dims
     return {"embedding.train.matryoshka_weights": [0.0] * (len(dims) - 1) + [1.0]}
@@ -88,6 +94,15 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
     Component("modality.image", "encode", "no image encoder", lambda cfg: {"encoders.image.enabled": False}),
     Component("modality.audio", "encode", "no audio encoder", lambda cfg: {"encoders.audio.enabled": False}),
     Component("modality.precomputed", "encode", "no precomputed vectors", lambda cfg: {"encoders.precomputed": False}),
+    Component("recipe.patterns", "embedding", "omni->omni only: no declared modality patterns",
+              lambda cfg: _only_if(cfg.embedding.train.patterns, {"embedding.train.patterns": {}}, "patterns")),
+    Component("recipe.micl", "embedding", "no mICL patterns",
+              lambda cfg: _only_if(cfg.embedding.train.micl_weight, {"embedding.train.micl_weight": 0.0}, "mICL")),
+    Component("recipe.late_fusion", "embedding", "no gated late fusion",
+              lambda cfg: _only_if(cfg.embedding.train.model.late_fusion,
+                                   {"embedding.train.model.late_fusion": False}, "late fusion")),
+    Component("dataset.graded", "embedding", "content training without the graded pairs (CoSENT)",
+              _without_task("graded")),
     Component("modality.dropout", "embedding", "swapped: image / audio / vector dropout 0.3 in content training",
               lambda cfg: {"embedding.train.model.modality_drop_prob": 0.3}),
     Component("dataset.i2i", "embedding", "content training without the i2i pairs", _without_task("i2i")),

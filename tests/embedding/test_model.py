@@ -216,3 +216,26 @@ def test_item_memory_starts_at_zero_learns_and_round_trips(model, enc, tmp_path)
     assert loaded.config.memory_hidden == 64 and torch.equal(loaded(batch).embedding, mem(batch).embedding)
     with pytest.raises(ValueError, match="already has an item memory"):
         mem.with_memory(32)
+
+
+def test_gated_late_fusion_mixes_non_text_tokens_only_where_there_are_some(enc, tiny_config, tmp_path):
+    torch.manual_seed(0)
+    plain = OmniEmbeddingModel(tiny_config(enc)).eval()
+    torch.manual_seed(0)
+    late = OmniEmbeddingModel(tiny_config(enc, late_fusion=True)).eval()
+    shared = {k: v for k, v in late.state_dict().items() if not k.startswith("late_")}
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in shared.items())   # the same model besides
+    text_only = enc.without("image").without("audio")
+    for name in list(text_only.precomputed):
+        text_only = text_only.without(f"vec_{name}")
+    rows = np.arange(len(enc))
+    with torch.no_grad():
+        a, b = plain(collate(text_only, rows)).raw, late(collate(text_only, rows)).raw
+        assert torch.equal(a, b)                                          # no non-text token: the fused output
+        full_a, full_b = plain(collate(enc, rows)).raw, late(collate(enc, rows)).raw
+    has = collate(enc, rows)["image_mask"].any(1)
+    assert not torch.allclose(full_a[has], full_b[has])                   # mixed where the item has an image
+    late.save_pretrained(tmp_path / "m")
+    again = OmniEmbeddingModel.from_pretrained(tmp_path / "m").eval()
+    with torch.no_grad():
+        assert torch.equal(again(collate(enc, rows)).raw, full_b)

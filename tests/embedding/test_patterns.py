@@ -76,3 +76,31 @@ def test_patterns_train_and_an_impossible_one_changes_nothing(pair_world, tmp_pa
     assert "temperature/i2i" in other.metrics
     with pytest.raises(ValueError, match="patterns name datasets"):
         tiny_cfg(patterns={"nope": ["omni->omni"]})
+
+
+def test_pattern_weights_and_micl(enc, tiny_config):
+    from embedding.losses import InfoNCELoss, MatryoshkaLoss
+
+    p = Pattern.parse("image->text*0.5")
+    assert p.weight == 0.5 and str(p) == "image->text"
+    for bad in ("image->text*0", "image->text*x", "image"):
+        with pytest.raises(ValueError):
+            Pattern.parse(bad)
+    cfg = tiny_cfg(micl_weight=0.25, patterns={"i2i": ["omni->omni", "image->image*2"]})
+    assert cfg.patterns_of("i2i", "item", "item") == ["omni->omni", "image->image*2", "text->text*0.25",
+                                                      "audio->audio*0.25"]    # declared weights win
+    assert cfg.patterns_of("q2i", "text", "item") == ["omni->omni"]           # mICL: item->item datasets only
+    torch.manual_seed(0)
+    model = OmniEmbeddingModel(tiny_config(enc)).eval()
+    rows = np.arange(len(enc))
+    b = Batch("i2i", "i2i", collate(enc, rows), collate(enc, rows[::-1].copy()),
+              torch.as_tensor(np.stack([enc.item_ids, enc.item_ids[::-1]], 1)),
+              torch.zeros(len(enc), len(enc), dtype=torch.bool))
+    keys = ["i2i", "i2i:image->image"]
+    loss_fn = MatryoshkaLoss(InfoNCELoss(None, keys=keys, temperature=0.1), model.config.all_dims)
+    pats = parse_patterns(["omni->omni", "image->image*3"], "item", "item")
+    with torch.no_grad():
+        both = pattern_loss(loss_fn, b, embed_patterns(model, b, pats), None)
+        omni = pattern_loss(loss_fn, b, embed_patterns(model, b, pats[:1]), None)
+        image = pattern_loss(loss_fn, b, embed_patterns(model, b, pats[1:]), None)
+    assert both == pytest.approx(((omni + 3 * image) / 4).item(), rel=1e-5)
