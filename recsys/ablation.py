@@ -105,6 +105,9 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
               _without_task("graded")),
     Component("modality.dropout", "embedding", "swapped: image / audio / vector dropout 0.3 in content training",
               lambda cfg: {"embedding.train.model.modality_drop_prob": 0.3}),
+    *[Component(f"missing.{m}", "embedding", f"{m} missing for every item when the catalogue is embedded for the "
+                f"features (models trained with it)", lambda cfg, m=m: {"embedding.inference_without": [m]})
+      for m in ("text", "image", "audio", "vec")],
     Component("dataset.i2i", "embedding", "content training without the i2i pairs", _without_task("i2i")),
     Component("dataset.q2i", "embedding", "content training without the q2i pairs", _without_task("q2i")),
     Component("dataset.label", "embedding", "content training without the label pairs", _without_task("label")),
@@ -168,14 +171,10 @@ def run_ablations(run_dir: str | Path, names: list[str], on_stage: Callable[[str
             rows += _drop_group_rows(name, full)
             continue
         component = COMPONENTS[name]
-        scratch = run_dir / ABLATIONS_DIR / name
-        _reuse_stages_before(run_dir, scratch, component.stage)
         if on_stage:
             on_stage(name, f"{component.what}: rerun from {component.stage}")
-        t0 = time.perf_counter()
-        result = run_pipeline(ablated_config(cfg, component), scratch, stages=["ranking"], on_stage=on_stage,
-                              shared_dir=_shared_dir(run_dir))  # up to ranking: the lifetime is not compared
-        seconds = time.perf_counter() - t0
+        result, seconds = rerun(run_dir, run_dir / ABLATIONS_DIR / name, ablated_config(cfg, component),
+                                component.stage, on_stage)
         rows += [{**r, "seconds": seconds} for r in compare(run_dir, result, name, component.what, component.stage,
                                                              n_bootstrap=cfg.ranking.bootstrap, seed=cfg.seed)]
     table = pd.DataFrame(rows)
@@ -186,6 +185,16 @@ def run_ablations(run_dir: str | Path, names: list[str], on_stage: Callable[[str
     write_text(report, report.read_text() + "\n" + section)
     log_ablations(run_dir, full, table)
     return table
+
+
+def rerun(run_dir: Path, scratch: Path, cfg: RunConfig, from_stage: str,
+          on_stage: Callable[[str, str], None] | None = None) -> tuple[RunResult, float]:
+    """Run `cfg` in `scratch` from `from_stage` up to the ranking stage (the lifetime is not compared), the stages
+    before it read from the finished run in `run_dir`; returns the result and its seconds."""
+    _reuse_stages_before(run_dir, scratch, from_stage)
+    t0 = time.perf_counter()
+    result = run_pipeline(cfg, scratch, stages=["ranking"], on_stage=on_stage, shared_dir=_shared_dir(run_dir))
+    return result, time.perf_counter() - t0
 
 
 def _finished_run(run_dir: Path) -> RunResult:
@@ -296,4 +305,4 @@ def ablation_section(table: pd.DataFrame) -> list[str]:
             pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "(none)", ""]
 
 
-__all__ = ["COMPONENTS", "Component", "ablated_config", "compare", "run_ablations"]
+__all__ = ["COMPONENTS", "Component", "ablated_config", "compare", "rerun", "retrieval_change", "run_ablations"]

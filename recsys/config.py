@@ -56,6 +56,9 @@ class EmbeddingSection(_Section):
     train: EmbeddingTrainConfig = Field(default_factory=EmbeddingTrainConfig)
     cre: CRESection = Field(default_factory=CRESection)
     semantic_ids: SemanticIdConfig = Field(default_factory=SemanticIdConfig)
+    inference_without: list[Literal["text", "image", "audio", "vec"]] = Field(
+        default_factory=list, description="modalities missing for every item when the content and CRE models "
+        "embed the catalogue for the features (training unaffected): what a missing input costs the rankers")
 
 
 class TeachersSection(TeacherConfig):

@@ -138,8 +138,16 @@ def _write_embeddings(ctx: RunContext, model_dir: Path, out: Path, tag: str) -> 
     from embedding.semantic_ids import ResidualKMeans
 
     model = OmniEmbeddingModel.from_pretrained(model_dir)
+    encoded = ctx.encoded
+    for modality in ctx.cfg.embedding.inference_without:  # "vec": every precomputed vector
+        present = [m for m in encoded.modalities() if m == modality or m.startswith(f"{modality}_")]
+        if not present:
+            raise ConfigError(f"embedding.inference_without: no item has {modality!r} (the items have "
+                              f"{encoded.modalities()})")
+        for m in present:
+            encoded = encoded.without(m)
     t0 = time.perf_counter()
-    emb = embed_items(model, ctx.encoded, ctx.cfg.embedding.train.infer_batch_size, ctx.cfg.device)
+    emb = embed_items(model, encoded, ctx.cfg.embedding.train.infer_batch_size, ctx.cfg.device)
     infer_items_per_s = len(emb) / max(time.perf_counter() - t0, 1e-9)
     sid_model = ResidualKMeans.from_config(ctx.cfg.embedding.semantic_ids).fit(emb)
     sid_model.save(out / "semantic_ids.npz")

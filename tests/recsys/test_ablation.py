@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from recsys.ablation import COMPONENTS, ablated_config, run_ablations
@@ -62,7 +64,7 @@ def test_a_component_the_run_does_not_use_cannot_be_switched_off(name):
 def test_ablation_reruns_from_its_stage_and_pairs_with_the_full_run(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, symlinks=True)
-    rows = run_ablations(run, ["features.collaborative", "cre.content_anchor", "features.sid"])
+    rows = run_ablations(run, ["features.collaborative", "cre.content_anchor", "missing.audio", "features.sid"])
     scratch = run / "ablations" / "features.collaborative"
     for stage in ("embedding", "teachers", "cre"):                        # reused, not refitted
         assert (json.loads((scratch / "stages" / f"{stage}.json").read_text())
@@ -80,8 +82,15 @@ def test_ablation_reruns_from_its_stage_and_pairs_with_the_full_run(tiny_run, tm
     assert change and all(k.startswith("cre.") for k in change), change
     assert all(lo <= d <= hi for d, lo, hi in change.values())
     assert (rows.loc[rows["component"] != "features.sid", "seconds"] > 0).all()
-    assert json.loads((run / "ablation.json").read_text())["components"] == ["features.collaborative",
-                                                                          "cre.content_anchor", "features.sid"]
+    assert json.loads((run / "ablation.json").read_text())["components"] == [
+        "features.collaborative", "cre.content_anchor", "missing.audio", "features.sid"]
+    # missing audio at inference: the same (deterministically retrained) model, other item vectors
+    missing = run / "ablations" / "missing.audio"
+    assert (missing / "embedding" / "model" / "model.safetensors").read_bytes() == \
+        (run / "embedding" / "model" / "model.safetensors").read_bytes()
+    full_vec = pd.read_parquet(run / "embedding" / "item_embeddings.parquet").set_index("item_id")["embedding"]
+    miss_vec = pd.read_parquet(missing / "embedding" / "item_embeddings.parquet").set_index("item_id")["embedding"]
+    assert any(not np.allclose(a, miss_vec[i]) for i, a in full_vec.items())
     sid = rows.loc[rows["component"] == "features.sid"]
     assert len(sid) == 2 and sid["what"].str.contains("without semantic IDs").all()
     report = (run / "results.md").read_text()
