@@ -59,6 +59,8 @@ class RecipeState:
         out = {f"balance/{k}": w for k, w in (self.balance_weights or {}).items()}
         for stage, per in self.mining.items():
             for name, info in per.items():
+                if "skipped" in info:
+                    continue
                 out.update({f"mining/{stage}/{name}/{key}": float(info[key])
                             for key in ("lambda", "f1", "dropped", "found", "k")})
         return out
@@ -93,10 +95,10 @@ def balanced_stage_weights(embedder: Embedder, train_sets: dict[str, PairSet], v
 
 
 def mine_pair_set(embedder: Embedder, ps: PairSet, k: int, query_row: dict, target_row: dict,
-                  cfg: MiningConfig) -> tuple[np.ndarray, MinedNegatives]:
+                  cfg: MiningConfig) -> tuple[np.ndarray, MinedNegatives] | str:
     """Hard negatives of every training query of `ps`: (table [len(query_row), k] of target rows, -1 where
-    none; the mining result). `query_row` / `target_row` map a key (item id or text) of the query / target side
-    to its row in the trainer's item or text arrays."""
+    none; the mining result), or why there are none (a WARNING too). `query_row` / `target_row` map a key (item
+    id or text) of the query / target side to its row in the trainer's item or text arrays."""
     pairs = ps.train[["query", "target"]]
     if ps.symmetric:
         pairs = pd.concat([pairs, pairs.rename(columns={"query": "target", "target": "query"})], ignore_index=True)
@@ -107,9 +109,13 @@ def mine_pair_set(embedder: Embedder, ps: PairSet, k: int, query_row: dict, targ
     positives = [np.array(sorted(corpus_row[t] for t in by_query[q]), np.int64) for q in queries]
     self_rows = np.array([corpus_row.get(q, -1) for q in queries], np.int64) if ps.query_kind == ps.target_kind \
         else None
-    mined = mine_hard_negatives(embedder(ps.query_kind, queries, "query", ps.task),
-                                embedder(ps.target_kind, corpus, "target", ps.task), positives, k, self_rows,
-                                cfg.pool, cfg.threshold_queries, cfg.seed)
+    try:
+        mined = mine_hard_negatives(embedder(ps.query_kind, queries, "query", ps.task),
+                                    embedder(ps.target_kind, corpus, "target", ps.task), positives, k, self_rows,
+                                    cfg.pool, cfg.threshold_queries, cfg.seed)
+    except ValueError as e:  # every scored pair a positive (or none): no threshold to choose
+        log.warning("hard negatives %s: none mined (%s); its batches keep in-batch negatives only", ps.name, e)
+        return str(e)
     to_target = np.array([target_row[c] for c in corpus], np.int64)
     table = np.full((len(query_row), k), -1, np.int64)
     table[[query_row[q] for q in queries]] = np.where(mined.negatives >= 0,

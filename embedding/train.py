@@ -446,8 +446,12 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
                 for name in [k for k in stage_weights[s] if not data[k][0].graded]:  # graded: no negatives
                     ps = data[name][0]
                     rows = {"item": item_row, "text": text_index}
-                    table, mined = mine_pair_set(embedder, ps, st.hard_negatives, rows[ps.query_kind],
-                                                 rows[ps.target_kind], cfg.mining)
+                    out = mine_pair_set(embedder, ps, st.hard_negatives, rows[ps.query_kind],
+                                        rows[ps.target_kind], cfg.mining)
+                    if isinstance(out, str):
+                        recipe.mining[st.name][name] = {"skipped": out}
+                        continue
+                    table, mined = out
                     recipe.mined[name] = table
                     recipe.mining[st.name][name] = {"lambda": mined.threshold, **mined.info,
                                                     "curve": plain_columns(mined.curve)}

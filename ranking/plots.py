@@ -103,7 +103,7 @@ def recipe_figures(recipe: dict) -> dict[str, Figure]:
     dataset's lambda* for hard negatives, and the balanced dataset weights; {artifact file: figure}."""
     out: dict[str, Figure] = {}
     mining = recipe.get("mining") or {}
-    curves = [(stage, name, info) for stage, per in mining.items() for name, info in per.items()]
+    curves = [(stage, name, info) for stage, per in mining.items() for name, info in per.items() if "curve" in info]
     if curves:
         fig = _figure(5 * len(curves), 3.5)
         for i, (stage, name, info) in enumerate(curves):

@@ -106,3 +106,18 @@ def test_cosent_follows_the_order_of_the_scores_only():
     assert agree == pytest.approx(expect.item(), rel=1e-6)
     ties = loss.compute_loss_from_embeddings([a, b], torch.tensor([0.5, 0.5, 0.5]))
     assert ties == pytest.approx(0.0)                                     # no ordered pair: log(1) = 0
+
+
+def test_a_dataset_without_negatives_to_mine_is_skipped_with_a_reason():
+    import pandas as pd
+
+    from embedding.recipe import MiningConfig, mine_pair_set
+    from embedding.tasks import PairSet
+
+    # every query's only candidate target is its positive: nothing to threshold
+    ps = PairSet("label", "label", "item", "text", pd.DataFrame({"query": [1, 2], "target": ["a", "a"]}),
+                 pd.DataFrame({"query": [], "target": []}))
+    vectors = {1: [1.0, 0.0], 2: [0.0, 1.0], "a": [1.0, 1.0]}
+    out = mine_pair_set(lambda kind, keys, role, task: np.array([vectors[k] for k in keys]), ps, 1, {1: 0, 2: 1},
+                        {"a": 0}, MiningConfig())
+    assert isinstance(out, str) and "positives" in out
