@@ -314,7 +314,7 @@ def run(config: Path | None = ConfigOpt, overrides: list[str] | None = SetOpt, r
     def on_stage(stage: str, status: str) -> None:
         console.print(f"[bold cyan]{stage:>10}[/bold cyan] {status}")
 
-    if cfg.data.split.folds > 1:  # rolling origin: every fold's main job, then the pooled table
+    if cfg.data.split.folds > 1 and cfg.data.split.fold is None:  # rolling origin: every fold, then pooled
         from recsys.rolling import run_rolling
 
         if stages:

@@ -20,8 +20,9 @@ class SplitConfig(BaseModel):
     folds: int = Field(1, ge=1, description="rolling-origin folds: 1 = the single split above; K > 1 = K "
                        "consecutive evaluation windows of test_fraction each, every fold refitted from scratch "
                        "on the events before its window (recsys.rolling)")
-    fold: int | None = Field(None, ge=0, description="set by the rolling-origin driver: the fold this run "
-                             "evaluates (its dataset ends with that fold's window)")
+    fold: int | None = Field(None, ge=0, description="the fold this run evaluates (its dataset ends with that "
+                             "fold's window): set by the rolling-origin driver, or by hand to run one fold alone "
+                             "(`--set data.split.fold=4`: that fold's main job in --run-dir)")
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:

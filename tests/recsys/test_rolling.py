@@ -156,3 +156,14 @@ def test_pool_folds_uses_each_folds_strongest_baseline(tmp_path):
 def test_rolling_config_is_validated():
     with pytest.raises(ValueError, match="folds x test_fraction must be < 1"):
         RunConfig.model_validate({"data": {"split": {"folds": 6, "test_fraction": 0.15}}})
+
+
+def test_one_fold_runs_alone_from_the_command_line(cli, tmp_path):
+    """`--set data.split.fold=K` runs that fold's main job in --run-dir (here only its data stage), not every fold."""
+    args = ["run", "--config", "configs/tiny.yaml", "--run-dir", str(tmp_path / "f1"), "--stage", "data",
+            "--set", "data.split.folds=2", "--set", "data.split.test_fraction=0.2"]
+    rolling = cli(args)
+    assert rolling.returncode == 2 and "every fold runs whole" in rolling.stdout + rolling.stderr
+    one = cli([*args, "--set", "data.split.fold=1"])
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert (tmp_path / "f1" / "stages" / "data.json").is_file() and not (tmp_path / "f1" / "folds").exists()
