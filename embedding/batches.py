@@ -5,10 +5,13 @@
     audio [B, K, n_mels, T] or [B, K, Da] float, audio_mask [B, K]   (optional)
     pre_<name> [B, D_name] float, NaN rows = missing                  (optional, one per precomputed vector)
 
-Padding columns that no row of the batch uses are trimmed, so a batch of short items stays short.
+Padding columns that no row of the batch uses are trimmed, so a batch of short items stays short. `Batch` is one
+training step's batch of pairs (embedding.train) as these dicts plus ids, masks and grades.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -50,4 +53,19 @@ def collate(encoded: EncodedItems, idx: np.ndarray, device: str | torch.device =
     return batch
 
 
-__all__ = ["collate", "collate_texts"]
+@dataclass
+class Batch:
+    """One step's batch: one dataset, B pairs, and the queries' mined hard negatives (M targets) if any."""
+
+    name: str
+    task: str
+    query: dict[str, torch.Tensor]
+    target: dict[str, torch.Tensor]
+    labels: torch.Tensor  # (B, 2) query and target ids
+    positives: torch.Tensor  # (B, B + M) known training positives: never negatives
+    negatives: dict[str, torch.Tensor] | None = None
+    negative_ids: torch.Tensor | None = None  # (M,)
+    scores: torch.Tensor | None = None  # (B,) graded similarity of each pair (graded datasets: CoSENT)
+
+
+__all__ = ["Batch", "collate", "collate_texts"]

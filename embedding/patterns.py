@@ -24,7 +24,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from embedding.batches import Batch
 from embedding.encoders.types import TEXT_FIELDS
+from embedding.losses import MatryoshkaLoss
+from embedding.model import OmniEmbeddingModel
 
 OMNI = "omni"
 MODALITY_VIEWS = ("omni", "text", "image", "audio", "vec")
@@ -140,4 +143,73 @@ def stack_views(batch: dict[str, Tensor], views: list[View]) -> tuple[dict[str, 
     return ({k: torch.cat([b[k] for b, _ in applied]) for k in batch}, torch.stack([h for _, h in applied]))
 
 
-__all__ = ["OMNI", "Pattern", "View", "micl_patterns", "parse_patterns", "stack_views"]
+# ---- the losses of a batch under its patterns ----------------------------------------------------------------
+@dataclass
+class PatternSides:
+    """A batch's embeddings under its dataset's patterns: every query view and target view of the B pairs."""
+
+    patterns: list[Pattern]
+    query_views: list[View]
+    target_views: list[View]
+    query: torch.Tensor  # (Vq, B, D)
+    target: torch.Tensor  # (Vt, B, D)
+    query_has: torch.Tensor  # (Vq, B) bool: the query item has something in the view
+    target_has: torch.Tensor  # (Vt, B)
+    negatives: torch.Tensor | None = None  # (M, D) hard negatives (whole items): the omni->omni pattern only
+
+    def flat(self) -> PatternSides:
+        """The same shapes with every embedding equal: the chance level of the loss."""
+        ones = lambda x: None if x is None else torch.ones_like(x)  # noqa: E731
+        return PatternSides(self.patterns, self.query_views, self.target_views, ones(self.query),
+                            ones(self.target), self.query_has, self.target_has, ones(self.negatives))
+
+
+def pattern_key(dataset: str, pattern: Pattern) -> str:
+    """The temperature key of a dataset's pattern (the dataset's own for omni->omni)."""
+    return dataset if pattern.is_omni else f"{dataset}:{pattern}"
+
+
+def pattern_loss(loss_fn: MatryoshkaLoss, b: Batch, sides: PatternSides, positives: torch.Tensor | None
+                 ) -> torch.Tensor:
+    """Weighted mean over the patterns with at least two valid pairs of the loss on those pairs (hard negatives
+    join the omni->omni pattern); zero (with a graph) when no pattern has."""
+    total, used, n = sides.query.new_zeros(()), 0, len(b.labels)
+    for p in sides.patterns:
+        qi, ti = sides.query_views.index(p.query), sides.target_views.index(p.target)
+        rows = torch.nonzero(sides.query_has[qi] & sides.target_has[ti]).squeeze(1)
+        if len(rows) < 2:
+            continue
+        emb, cols, kw = [sides.query[qi][rows], sides.target[ti][rows]], rows, {}
+        if p.is_omni and sides.negatives is not None:
+            emb.append(sides.negatives)
+            cols = torch.cat([rows, n + torch.arange(len(sides.negatives), device=rows.device)])
+            kw["negative_ids"] = b.negative_ids
+        mask = positives[rows][:, cols] if positives is not None else None
+        total = total + p.weight * loss_fn.compute_loss_from_embeddings(emb, b.labels[rows],
+                                                                        key=pattern_key(b.name, p), positives=mask,
+                                                                        **kw)
+        used += p.weight
+    return total / used if used else sides.query.sum() * 0.0
+
+
+def graded_loss(graded_fn: MatryoshkaLoss, b: Batch, sides: PatternSides) -> torch.Tensor:
+    """A graded dataset's batch: CoSENT (wrapped in the same Matryoshka prefixes) on whole items."""
+    return graded_fn.compute_loss_from_embeddings([sides.query[0], sides.target[0]], b.scores)
+
+
+def embed_patterns(model: OmniEmbeddingModel, b: Batch, patterns: list[Pattern]) -> PatternSides:
+    """Every view of the batch's queries in one forward pass, every target view in another (their roles differ),
+    and the hard negatives in a third."""
+    q_views = list(dict.fromkeys(p.query for p in patterns))
+    t_views = list(dict.fromkeys(p.target for p in patterns))
+    n = len(b.labels)
+    q_batch, q_has = stack_views(b.query, q_views)
+    t_batch, t_has = stack_views(b.target, t_views)
+    q = model(q_batch, role="query", task=b.task).embedding.view(len(q_views), n, -1)
+    t = model(t_batch, role="target", task=b.task).embedding.view(len(t_views), n, -1)
+    neg = model(b.negatives, role="target", task=b.task).embedding if b.negatives is not None else None
+    return PatternSides(patterns, q_views, t_views, q, t, q_has, t_has, neg)
+
+
+__all__ = ["OMNI", "Pattern", "PatternSides", "View", "embed_patterns", "graded_loss", "micl_patterns",
+           "parse_patterns", "pattern_key", "pattern_loss", "stack_views"]

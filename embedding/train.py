@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from embedding.balancing import BalanceConfig
-from embedding.batches import collate, collate_texts
+from embedding.batches import Batch, collate, collate_texts
 from embedding.encoders.types import EncodedItems, TextTokens
 from embedding.evaluate import (
     RETRIEVAL_QUERIES,
@@ -59,7 +59,16 @@ from embedding.infer import pool_text_tokens
 from embedding.losses import CoSENTLoss, InfoNCELoss, MatryoshkaLoss
 from embedding.model import OmniEmbeddingModel
 from embedding.model_config import OmniEmbeddingConfig
-from embedding.patterns import Pattern, View, micl_patterns, parse_patterns, stack_views
+from embedding.patterns import (
+    Pattern,
+    PatternSides,
+    embed_patterns,
+    graded_loss,
+    micl_patterns,
+    parse_patterns,
+    pattern_key,
+    pattern_loss,
+)
 from embedding.recipe import MiningConfig, RecipeState, balanced_stage_weights, mine_pair_set, plain_columns
 from embedding.schedule import warmup_cosine_schedule
 from embedding.tasks import (
@@ -240,88 +249,6 @@ def train_embedding(ds: Dataset, encoded: EncodedItems, cfg: EmbeddingTrainConfi
 
 
 # ---- the loop -------------------------------------------------------------------------------------------
-@dataclass
-class Batch:
-    """One step's batch: one dataset, B pairs, and the queries' mined hard negatives (M targets) if any."""
-
-    name: str
-    task: str
-    query: dict[str, torch.Tensor]
-    target: dict[str, torch.Tensor]
-    labels: torch.Tensor  # (B, 2) query and target ids
-    positives: torch.Tensor  # (B, B + M) known training positives: never negatives
-    negatives: dict[str, torch.Tensor] | None = None
-    negative_ids: torch.Tensor | None = None  # (M,)
-    scores: torch.Tensor | None = None  # (B,) graded similarity of each pair (graded datasets: CoSENT)
-
-
-@dataclass
-class PatternSides:
-    """A batch's embeddings under its dataset's patterns: every query view and target view of the B pairs."""
-
-    patterns: list[Pattern]
-    query_views: list[View]
-    target_views: list[View]
-    query: torch.Tensor  # (Vq, B, D)
-    target: torch.Tensor  # (Vt, B, D)
-    query_has: torch.Tensor  # (Vq, B) bool: the query item has something in the view
-    target_has: torch.Tensor  # (Vt, B)
-    negatives: torch.Tensor | None = None  # (M, D) hard negatives (whole items): the omni->omni pattern only
-
-    def flat(self) -> PatternSides:
-        """The same shapes with every embedding equal: the chance level of the loss."""
-        ones = lambda x: None if x is None else torch.ones_like(x)  # noqa: E731
-        return PatternSides(self.patterns, self.query_views, self.target_views, ones(self.query),
-                            ones(self.target), self.query_has, self.target_has, ones(self.negatives))
-
-
-def pattern_key(dataset: str, pattern: Pattern) -> str:
-    """The temperature key of a dataset's pattern (the dataset's own for omni->omni)."""
-    return dataset if pattern.is_omni else f"{dataset}:{pattern}"
-
-
-def pattern_loss(loss_fn: MatryoshkaLoss, b: Batch, sides: PatternSides, positives: torch.Tensor | None
-                 ) -> torch.Tensor:
-    """Weighted mean over the patterns with at least two valid pairs of the loss on those pairs (hard negatives
-    join the omni->omni pattern); zero (with a graph) when no pattern has."""
-    total, used, n = sides.query.new_zeros(()), 0, len(b.labels)
-    for p in sides.patterns:
-        qi, ti = sides.query_views.index(p.query), sides.target_views.index(p.target)
-        rows = torch.nonzero(sides.query_has[qi] & sides.target_has[ti]).squeeze(1)
-        if len(rows) < 2:
-            continue
-        emb, cols, kw = [sides.query[qi][rows], sides.target[ti][rows]], rows, {}
-        if p.is_omni and sides.negatives is not None:
-            emb.append(sides.negatives)
-            cols = torch.cat([rows, n + torch.arange(len(sides.negatives), device=rows.device)])
-            kw["negative_ids"] = b.negative_ids
-        mask = positives[rows][:, cols] if positives is not None else None
-        total = total + p.weight * loss_fn.compute_loss_from_embeddings(emb, b.labels[rows],
-                                                                        key=pattern_key(b.name, p), positives=mask,
-                                                                        **kw)
-        used += p.weight
-    return total / used if used else sides.query.sum() * 0.0
-
-
-def graded_loss(graded_fn: MatryoshkaLoss, b: Batch, sides: PatternSides) -> torch.Tensor:
-    """A graded dataset's batch: CoSENT (wrapped in the same Matryoshka prefixes) on whole items."""
-    return graded_fn.compute_loss_from_embeddings([sides.query[0], sides.target[0]], b.scores)
-
-
-def embed_patterns(model: OmniEmbeddingModel, b: Batch, patterns: list[Pattern]) -> PatternSides:
-    """Every view of the batch's queries in one forward pass, every target view in another (their roles differ),
-    and the hard negatives in a third."""
-    q_views = list(dict.fromkeys(p.query for p in patterns))
-    t_views = list(dict.fromkeys(p.target for p in patterns))
-    n = len(b.labels)
-    q_batch, q_has = stack_views(b.query, q_views)
-    t_batch, t_has = stack_views(b.target, t_views)
-    q = model(q_batch, role="query", task=b.task).embedding.view(len(q_views), n, -1)
-    t = model(t_batch, role="target", task=b.task).embedding.view(len(t_views), n, -1)
-    neg = model(b.negatives, role="target", task=b.task).embedding if b.negatives is not None else None
-    return PatternSides(patterns, q_views, t_views, q, t, q_has, t_has, neg)
-
-
 def train_on_pairs(encoded: EncodedItems, pair_sets: dict[str, PairSet], texts: TextTokens | None,
                    text_index: dict[str, int], cfg: EmbeddingTrainConfig, out_dir: str | Path,
                    device: str = "auto", on_step: Callable[[int, dict], None] | None = None,

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from embedding.batches import collate
+from embedding.batches import Batch, collate
 from embedding.encoders.types import TEXT_FIELDS
 from embedding.model import OmniEmbeddingModel
-from embedding.patterns import Pattern, View, parse_patterns, stack_views
-from embedding.train import Batch, embed_patterns, pattern_loss, train_embedding
+from embedding.patterns import Pattern, View, embed_patterns, parse_patterns, pattern_loss, stack_views
+from embedding.train import train_embedding
 from tests.embedding.test_train import _weights, tiny_cfg
 
 
