@@ -5,8 +5,8 @@ reruns the content stage and everything after it up to the ranking stage, on the
     .venv/bin/python benchmarks/content_recipe.py --run-dir runs/movielens/folds/fold_4 --dataset movielens --write
 
 `--run-dir` is a finished run (its data, encode and teachers stages are reused); the rows run in
-<run-dir>/recipe/<k>_<name> (resumable: a finished row is read back). The stages are the default progressive
-ones (`embedding.train.progressive_stages`) whatever the run used. CRE is switched off in every row (the
+<run-dir>/recipe/<k>_<name> (resumable: a finished row is read back). The stages are SAIL's progressive ones
+(`stages: progressive`, embedding.train.progressive_stages) whatever the run used. CRE is off in every row (the
 recipe is the content model's; the CRE stage's own ablations are `recsys ablate`), so the match features are the
 content model's. Per row: retrieval on the content stage's held-out pairs (i2i and q2i Recall@10, label Recall@1;
 the first row also against the text-only baseline), each paired over queries against the row above; the ranker
@@ -51,7 +51,7 @@ def steps(cfg: RunConfig, dataset: str) -> list[tuple[str, dict[str, Any]]]:
     rows = [("all-in-one", {"embedding.train.progressive": False}),
             ("+ progressive stages, balanced weights", {"embedding.train.progressive": True,
                                                         "embedding.train.stages": no_negatives}),
-            ("+ hard negatives (the default)", {"embedding.train.stages": stages}),
+            ("+ hard negatives (stages: progressive)", {"embedding.train.stages": stages}),
             ("+ modality patterns", {"embedding.train.patterns": PATTERNS[dataset]}),
             ("+ graded pairs (CoSENT)", {"embedding.train.tasks": [*tasks, "graded"]}),
             ("+ mICL (alpha 0.25)", {"embedding.train.micl_weight": 0.25}),

@@ -33,11 +33,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
 from embedding.balancing import BalanceConfig
@@ -120,7 +121,8 @@ class StageConfig(BaseModel):
 
 
 def progressive_stages() -> list[StageConfig]:
-    """The default recipe: broad (every dataset by `sampling`) -> aligned (balanced weights) -> hard negatives."""
+    """SAIL's progressive recipe (`stages: progressive`): broad (every dataset by `sampling`) -> aligned
+    (balanced weights) -> hard negatives; 300 steps in all, like the single default stage."""
     return [StageConfig(name="broad", steps=120), StageConfig(name="aligned", steps=90, balanced=True),
             StageConfig(name="hard_negatives", steps=90, balanced=True, hard_negatives=1)]
 
@@ -133,7 +135,8 @@ class EmbeddingTrainConfig(BaseModel):
     model: OmniEmbeddingConfig = Field(default_factory=OmniEmbeddingConfig)
     pairs: PairConfig = Field(default_factory=PairConfig)
     tasks: list[str] = Field(default_factory=lambda: ["i2i", "q2i", "label"], description="pair builders to run")
-    stages: list[StageConfig] = Field(default_factory=progressive_stages)
+    stages: list[StageConfig] = Field(default_factory=lambda: [StageConfig()], description="the stages in order, "
+                                      "or `progressive` for SAIL's recipe (progressive_stages)")
     progressive: bool = Field(True, description="False = all-in-one: the stages' steps in one stage on every "
                                                 "dataset by `sampling`, no balancing, no hard negatives")
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
@@ -174,6 +177,15 @@ class EmbeddingTrainConfig(BaseModel):
     infer_batch_size: int = Field(128, gt=0, description="items per inference batch (benchmarks/fusion_inference.py)")
     precision: Precision = Field("auto", description="training forward precision (recsys.runtime): auto = bf16 "
                                  "autocast where the hardware has native bf16, else fp32; weights, outputs stay fp32")
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _preset(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value != "progressive":
+                raise ValueError(f"stages: unknown preset {value!r} (write a list of stages, or 'progressive')")
+            return progressive_stages()
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> EmbeddingTrainConfig:

@@ -113,7 +113,9 @@ COMPONENTS: dict[str, Component] = {c.name: c for c in [
     Component("dataset.label", "embedding", "content training without the label pairs", _without_task("label")),
     Component("matryoshka", "embedding", "no Matryoshka: only the full dimension is trained", _full_dim_only),
     Component("recipe.progressive", "embedding", "all-in-one: one stage of the same steps on every dataset, no "
-              "balancing, no hard negatives", lambda cfg: {"embedding.train.progressive": False}),
+              "balancing, no hard negatives",
+              lambda cfg: _only_if(cfg.embedding.train.progressive and len(cfg.embedding.train.stages) > 1,
+                                   {"embedding.train.progressive": False}, "progressive stages")),
     Component("recipe.balancing", "embedding", "the stages' dataset weights by the sampling rule, not balanced",
               _stages_without("balanced", False)),
     Component("recipe.hard_negatives", "embedding", "in-batch negatives only (no mined hard negatives)",

@@ -43,6 +43,12 @@ def test_config_validation():
     with pytest.raises(ValueError, match="min_lr"):
         EmbeddingTrainConfig(lr=1e-4, min_lr=1e-3)
     assert tiny_cfg(steps=5, stages=[StageConfig(steps=5), StageConfig(steps=7)]).total_steps == 12
+    recipe = EmbeddingTrainConfig(stages="progressive")              # SAIL's recipe is one switch away
+    assert [st.name for st in recipe.stages] == ["broad", "aligned", "hard_negatives"]
+    assert recipe.total_steps == EmbeddingTrainConfig().total_steps   # the same steps as the single default stage
+    assert [st.name for st in recipe.model_copy(update={"progressive": False}).run_stages] == ["all_in_one"]
+    with pytest.raises(ValueError, match="unknown preset"):
+        EmbeddingTrainConfig(stages="fancy")
 
 
 def test_train_resume_equals_uninterrupted(pair_world, tmp_path):

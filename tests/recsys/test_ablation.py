@@ -34,7 +34,8 @@ def _every_option_on() -> RunConfig:
     """The demo config with every optional recipe component on, so that each can be switched off."""
     data = load_model(RunConfig, "configs/demo.yaml").model_dump(mode="python")
     train = data["embedding"]["train"]
-    train.update(patterns={"i2i": ["omni->omni", "image->text"]}, micl_weight=0.1, tasks=[*train["tasks"], "graded"])
+    train.update(patterns={"i2i": ["omni->omni", "image->text"]}, micl_weight=0.1, tasks=[*train["tasks"], "graded"],
+                 stages="progressive")
     train["model"]["late_fusion"] = True
     return RunConfig.model_validate(data)
 
@@ -55,7 +56,8 @@ def test_each_component_switches_exactly_its_own_keys(name):
     assert all(any(under(k, o) for k in changed) for o in keys), (name, changed)   # and each override does
 
 
-@pytest.mark.parametrize("name", ["recipe.patterns", "recipe.micl", "recipe.late_fusion", "dataset.graded"])
+@pytest.mark.parametrize("name", ["recipe.patterns", "recipe.micl", "recipe.late_fusion", "dataset.graded",
+                                  "recipe.balancing", "recipe.hard_negatives", "recipe.progressive"])
 def test_a_component_the_run_does_not_use_cannot_be_switched_off(name):
     with pytest.raises(ConfigError, match="ablating"):
         ablated_config(load_model(RunConfig, "configs/demo.yaml"), COMPONENTS[name])
