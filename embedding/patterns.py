@@ -159,7 +159,7 @@ class PatternSides:
 
     def flat(self) -> PatternSides:
         """The same shapes with every embedding equal: the chance level of the loss."""
-        ones = lambda x: None if x is None else torch.ones_like(x)  # noqa: E731
+        ones = lambda x: None if x is None else torch.ones_like(x, dtype=torch.float32)  # noqa: E731
         return PatternSides(self.patterns, self.query_views, self.target_views, ones(self.query),
                             ones(self.target), self.query_has, self.target_has, ones(self.negatives))
 
