@@ -28,7 +28,7 @@ class BalanceConfig(BaseModel):
     samples: int = Field(2000, gt=1, description="pairs embedded per training and validation set (seeded)")
     clusters: int = Field(16, gt=0, description="k-means clusters per set (fewer when a set has fewer samples)")
     epsilon: float = Field(0.05, gt=0, description="entropic regularisation of Sinkhorn")
-    temperature: float = Field(0.02, gt=0, description="softmax temperature over the training sets' scores")
+    temperature: float = Field(0.1, gt=0, description="softmax temperature over the training sets' scores")
     seed: int = 0
 
 
