@@ -1,12 +1,13 @@
 """Train the teachers through TorchRec DistributedModelParallel (one process, or N: embedding.teachers.launch).
 
-Reads top to bottom: process group and device, sharding (table-wise plan + fused row-wise Adagrad for the
+Reads top to bottom: process group and device, sharding (the planner's plan + fused row-wise Adagrad for the
 tables), the dense optimizer, then one function per teacher: data -> model -> DMP -> loop -> export -> metrics.
 
 Data parallel over ranks: every rank draws the same shuffled order and takes rows rank::world_size of each
 GLOBAL batch (`batch` in the config is global), so 1 and N processes see the same examples per step. Embedding
-tables are sharded TABLE_WISE (row-wise needs reduce-scatter, which gloo lacks); dense parameters are
-replicated and averaged by the DDP wrapper DMP adds. Rank 0 writes the export; every rank returns the result.
+tables are sharded TABLE_WISE on CPU (row-wise needs reduce-scatter, which gloo lacks) and as the planner chooses
+on GPU; dense parameters are replicated and averaged by the DDP wrapper DMP adds. Rank 0 writes the export;
+every rank returns the result.
 """
 
 from __future__ import annotations
@@ -136,17 +137,29 @@ def distributed(device: str = "auto") -> Iterator[DistEnv]:
 
 # --- 2. sharding and optimizers -------------------------------------------------------------------------------
 
-def shard(module: nn.Module, tables: list[str], env: DistEnv, lr: float) -> DistributedModelParallel:
-    """Wrap `module` in DMP: every table TABLE_WISE with a fused EXACT_ROWWISE_ADAGRAD optimizer."""
+def sharders(lr: float) -> list:
+    """Every table with a fused EXACT_ROWWISE_ADAGRAD optimizer (it steps inside backward)."""
     fused = {"optimizer": EmbOptimType.EXACT_ROWWISE_ADAGRAD, "learning_rate": lr}
-    sharders = [EmbeddingBagCollectionSharder(fused_params=fused), EmbeddingCollectionSharder(fused_params=fused)]
-    constraints = {t: ParameterConstraints(sharding_types=[ShardingType.TABLE_WISE.value]) for t in tables}
+    return [EmbeddingBagCollectionSharder(fused_params=fused), EmbeddingCollectionSharder(fused_params=fused)]
+
+
+def planner(tables: Sequence[str], world_size: int, device_type: str) -> EmbeddingShardingPlanner:
+    """The sharding planner for `world_size` ranks of `device_type`: on CPU every table TABLE_WISE (row-wise needs
+    reduce-scatter, which gloo lacks); on GPU the planner chooses (row-wise once a table outgrows one device's
+    memory; benchmarks/teachers_plan.py shows the plans)."""
+    constraints = ({t: ParameterConstraints(sharding_types=[ShardingType.TABLE_WISE.value]) for t in tables}
+                   if device_type == "cpu" else None)
     topology = TopologyFactory.create_topology(
-        trainer_config=TrainerConfig(world_size=env.world_size, local_world_size=env.world_size),
-        kernel_config=KernelConfig(compute_device=env.device.type))
-    planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints)
-    plan = planner.collective_plan(module, sharders, dist.GroupMember.WORLD)
-    return DistributedModelParallel(module, device=env.device, plan=plan, sharders=sharders)
+        trainer_config=TrainerConfig(world_size=world_size, local_world_size=world_size),
+        kernel_config=KernelConfig(compute_device=device_type))
+    return EmbeddingShardingPlanner(topology=topology, constraints=constraints)
+
+
+def shard(module: nn.Module, tables: list[str], env: DistEnv, lr: float) -> DistributedModelParallel:
+    """Wrap `module` in DMP with the planner's plan (agreed by every rank)."""
+    shs = sharders(lr)
+    plan = planner(tables, env.world_size, env.device.type).collective_plan(module, shs, dist.GroupMember.WORLD)
+    return DistributedModelParallel(module, device=env.device, plan=plan, sharders=shs)
 
 
 def optimizer(model: DistributedModelParallel, dense_lr: float) -> CombinedOptimizer:
