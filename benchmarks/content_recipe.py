@@ -27,7 +27,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._report import load_average, machine, replace_section  # noqa: E402
+from benchmarks._report import machine, replace_section  # noqa: E402
 from embedding.train import progressive_stages  # noqa: E402
 from recsys.ablation import compare, rerun, retrieval_change  # noqa: E402
 from recsys.config import RunConfig  # noqa: E402
@@ -122,8 +122,8 @@ def main() -> None:
     text = frame.to_markdown(index=False)
     print(text)
     if args.write:
-        body = (f"`benchmarks/content_recipe.py --run-dir {args.run_dir} --dataset {args.dataset}`; {machine()}; "
-                f"load average {load_average()}; {pd.Timestamp.now(tz='UTC'):%Y-%m-%d}. CRE off in every row; "
+        body = (f"`benchmarks/content_recipe.py --run-dir {args.run_dir} --dataset {args.dataset}`; {machine()}. "
+                f"CRE off in every row; "
                 f"ranker variant `{args.variant}`; intervals 95%, paired over queries (retrieval) and over users "
                 f"(AUC).\n\n{text}\n")
         replace_section(f"Content recipe, cumulative ({args.dataset})", body)

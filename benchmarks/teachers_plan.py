@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection  # noqa: E402
 
-from benchmarks._report import load_average, machine, replace_section  # noqa: E402
+from benchmarks._report import machine, replace_section  # noqa: E402
 from embedding.teachers.sasrec import sasrec_tables  # noqa: E402
 from embedding.teachers.train import planner, sharders  # noqa: E402
 from embedding.teachers.two_tower import two_tower_tables  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> None:
     print(text)
     if args.write:
         replace_section("Teacher sharding plans at scale (`benchmarks/teachers_plan.py`)", (
-            f"{machine()}; load average {load_average()}; {pd.Timestamp.now(tz='UTC'):%Y-%m-%d}. {USERS:,} users, "
+            f"{machine()}. {USERS:,} users, "
             f"{DIM}-d tables, fp32. On CPU the plan is table-wise by constraint; on GPU the planner picks row-wise "
             f"once a table outgrows what it gives one device.\n\n{text}\n"))
 
