@@ -114,9 +114,13 @@ def stage_encode(ctx: RunContext) -> dict:
     return {k: info.get(k) for k in ("dims", "encoded", "cached", "n_skipped") if k in info}
 
 
-def _text_encoder(ctx: RunContext) -> Callable[[list[str]], object]:
+def _text_encoder(ctx: RunContext) -> Callable[[list[str]], object] | None:
+    """Query and label texts go through the items' text encoder; without one (encoders.text.enabled false) the
+    content stage trains and evaluates the item -> item pairs only."""
     from embedding.encoders import encode_texts
 
+    if not ctx.cfg.encoders.text.enabled:
+        return None
     return lambda texts: encode_texts(texts, ctx.cfg.encoders, ctx.encoder_cache, ctx.cfg.device)
 
 

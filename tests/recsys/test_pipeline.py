@@ -191,3 +191,15 @@ def test_forced_cre_with_new_settings_trains_from_scratch(cli, tiny_run):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     cre = json.loads((tiny_run / "stages" / "cre.json").read_text())
     assert cre["metrics"]["train/steps"] == 14.0
+
+
+def test_without_a_text_encoder_the_content_stage_trains_item_pairs_only(cli, tmp_path):
+    """Query and label texts need the text encoder: with it off (the modality.text ablation) the content stage
+    trains and evaluates i2i alone instead of feeding 384-d query tokens to a model built without text."""
+    run_dir = tmp_path / "run"
+    proc = cli(["run", "--config", "configs/tiny.yaml", "--run-dir", str(run_dir), "--stage", "embedding",
+                "--set", "encoders.text.enabled=false"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((run_dir / "embedding" / "train_summary.json").read_text())
+    assert set(summary["pairs"]) == {"i2i"}
+    assert "i2i/recall@10" in summary["metrics"] and "q2i/recall@10" not in summary["metrics"]
