@@ -348,7 +348,6 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
                                    else collate_texts(texts, rows, dev))
         labels = torch.as_tensor(np.stack([qi, ti], 1), device=dev)  # (B, 2)
         negatives = negative_ids = None
-        nr = np.zeros(0, np.int64)
         if name in recipe.mined:  # this stage's hard negatives of the batch's queries
             nr = recipe.mined[name][qr].reshape(-1)
             nr = nr[nr >= 0]
