@@ -7,8 +7,11 @@ the earliest stage it affects up to the ranking stage, compared with the full ru
 
 A component is a set of config overrides (`COMPONENTS`; each test checks that it changes exactly its own keys). For
 each one the table gives, per variant, the change of its test AUC (ablated - full, paired over users) and its lift
-against the strongest baseline in the ablated run, next to the full run's; and the change of the retrieval metrics
-of the stage it reran. The match-feature groups need no rerun: they are the full run's drop-group rows.
+against the strongest baseline in the ablated run, next to the full run's; the change of each retrieval
+evaluator's primary metric in the content and CRE stages it reran, paired over the queries both runs scored (their
+`retrieval_queries.parquet`); and the seconds the rerun took. The match-feature groups need no rerun: they are
+the full run's drop-group rows. A component the run does not use (no hard negatives to switch off, no such
+modality) is refused with a ConfigError rather than rerun as a copy of the full run.
 """
 
 from __future__ import annotations
