@@ -10,8 +10,9 @@ each one the table gives, per variant, the change of its test AUC (ablated - ful
 against the strongest baseline in the ablated run, next to the full run's; the change of each retrieval
 evaluator's primary metric in the content and CRE stages it reran, paired over the queries both runs scored (their
 `retrieval_queries.parquet`); and the seconds the rerun took. The match-feature groups need no rerun: they are
-the full run's drop-group rows. A component the run does not use (no hard negatives to switch off, no such
-modality) is refused with a ConfigError rather than rerun as a copy of the full run.
+the full run's drop-group rows. A recipe option the run does not use (no hard negatives to switch off, no
+patterns) or a missing modality its items do not have is refused with a ConfigError, not rerun as a copy of the
+full run.
 """
 
 from __future__ import annotations
