@@ -240,7 +240,9 @@ def train_embedding(ds: Dataset, encoded: EncodedItems, cfg: EmbeddingTrainConfi
     """Build pairs from the TRAIN split, encode their texts with `encode_texts` (queries, label texts: a
     callable list[str] -> TextTokens, e.g. `lambda t: encoders.encode_texts(t, enc_cfg, cache, device)`),
     then train. Without `encode_texts`, text-side tasks (q2i, label) are skipped."""
-    tasks = list(BUILDERS)  # evaluated on every pair set, trained on cfg.tasks: an ablated dataset is still scored
+    # evaluated on every contrastive pair set, trained on cfg.tasks: an ablated dataset is still scored (the graded
+    # pairs only when trained: their Spearman is no per-query table an ablation pairs)
+    tasks = [t for t in BUILDERS if t != "graded" or t in cfg.tasks]
     if encode_texts is None and any(t != "i2i" for t in tasks):
         log.warning("no encode_texts callable: i2i only (skipping %s)", [t for t in tasks if t != "i2i"])
         tasks = [t for t in tasks if t == "i2i"]

@@ -441,17 +441,21 @@ def run_cre_evaluators(evaluators: Sequence[CREEvaluator], space: ItemSpace, pre
     return out
 
 
+def per_query_evaluators(evaluators: Sequence[CREEvaluator]) -> list[CREEvaluator]:
+    """The evaluators that score queries one by one with the same queries whatever the model: the vanilla
+    seq2item (users) and the i2i pairs; the filtered sequences depend on the reference vectors."""
+    return [ev for ev in evaluators if isinstance(ev, PairRetrievalEvaluator)
+            or (isinstance(ev, Seq2ItemEvaluator) and ev.sequences.kind == "vanilla")]
+
+
 def cre_query_table(evaluators: Sequence[CREEvaluator], space: ItemSpace) -> pd.DataFrame:
-    """The per-query table (embedding.evaluate.query_table's format) of the evaluators that score queries one by
-    one (seq2item over users with the same sequences whatever the model, i2i pairs); the vanilla seq2item only, as
-    the filtered sequences depend on the reference vectors."""
-    frames = [ev.query_table(space) for ev in evaluators
-              if isinstance(ev, PairRetrievalEvaluator) or (isinstance(ev, Seq2ItemEvaluator)
-                                                            and ev.sequences.kind == "vanilla")]
+    """The per-query table (embedding.evaluate.query_table's format) of `per_query_evaluators(evaluators)`."""
+    frames = [ev.query_table(space) for ev in per_query_evaluators(evaluators)]
     return pd.concat(frames, ignore_index=True) if frames else query_frame("none", [], {}, "")
 
 
 __all__ = ["CREEvalConfig", "CREEvaluator", "ItemSpace", "Seq2ItemEvaluator", "PairRetrievalEvaluator",
            "CategoryEvaluator", "ClusterNMIEvaluator", "NeighbourAgreementEvaluator", "BijectiveAlignmentEvaluator",
-           "build_cre_evaluators", "cre_query_table", "run_cre_evaluators", "bijective_alignment", "ridge_probe",
+           "build_cre_evaluators", "cre_query_table", "per_query_evaluators",
+           "run_cre_evaluators", "bijective_alignment", "ridge_probe",
            "primary_categories"]

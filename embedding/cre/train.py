@@ -44,6 +44,7 @@ from embedding.cre.evaluate import (
     ItemSpace,
     build_cre_evaluators,
     cre_query_table,
+    per_query_evaluators,
     run_cre_evaluators,
 )
 from embedding.cre.heads import HEADS_NAME, ProjectionHead, project, save_heads
@@ -51,7 +52,7 @@ from embedding.cre.objectives import CREObjectives
 from embedding.cre.samplers import ID2ItemSampler, Seq2ItemSampler
 from embedding.cre.sequences import seq2item_events
 from embedding.encoders.types import EncodedItems
-from embedding.evaluate import RETRIEVAL_QUERIES, compare_query_tables
+from embedding.evaluate import RETRIEVAL_QUERIES, compare_query_tables, summarize
 from embedding.fingerprint import encoder_signature, input_fingerprint
 from embedding.infer import ITEM_ROLE
 from embedding.model import OmniEmbeddingModel
@@ -237,11 +238,12 @@ def evaluate(ds: Dataset, state: CREState, data: CREData, teachers: dict[str, tu
     after = state.embed.all_items()
     after_space, before_space = ItemSpace(data.item_ids, after, project(state.heads, after)), \
         ItemSpace(data.item_ids, data.base_vectors)
-    metrics = run_cre_evaluators(evaluators, after_space)
-    metrics.update(run_cre_evaluators(evaluators, before_space, prefix="before/"))
-    queries = cre_query_table(evaluators, after_space)
-    metrics.update(compare_query_tables(queries, cre_query_table(evaluators, before_space), "vs_before/",
-                                        seed=cfg.seed))
+    scored = {id(ev) for ev in per_query_evaluators(evaluators)}  # summarised from their per-query tables
+    rest = [ev for ev in evaluators if id(ev) not in scored]
+    queries, before_queries = cre_query_table(evaluators, after_space), cre_query_table(evaluators, before_space)
+    metrics = {**run_cre_evaluators(rest, after_space), **summarize(queries)}
+    metrics.update({**run_cre_evaluators(rest, before_space, prefix="before/"), **summarize(before_queries, "before/")})
+    metrics.update(compare_query_tables(queries, before_queries, "vs_before/", seed=cfg.seed))
     for stage in STAGES:
         tail = [h["loss"] for h in state.history if h["stage"] == stage][-25:]
         if tail:
