@@ -140,6 +140,8 @@ def stack_views(batch: dict[str, Tensor], views: list[View]) -> tuple[dict[str, 
     """Every view of the batch stacked along the batch axis (one forward pass for all): (batch [V*B, ...],
     has [V, B])."""
     applied = [v.apply(batch) for v in views]
+    if len(applied) == 1:  # one view (omni->omni alone, the default): no copy
+        return applied[0][0], applied[0][1][None]
     return ({k: torch.cat([b[k] for b, _ in applied]) for k in batch}, torch.stack([h for _, h in applied]))
 
 
@@ -176,18 +178,21 @@ def pattern_loss(loss_fn: MatryoshkaLoss, b: Batch, sides: PatternSides, positiv
     total, used, n = sides.query.new_zeros(()), 0, len(b.labels)
     for p in sides.patterns:
         qi, ti = sides.query_views.index(p.query), sides.target_views.index(p.target)
-        rows = torch.nonzero(sides.query_has[qi] & sides.target_has[ti]).squeeze(1)
+        valid = sides.query_has[qi] & sides.target_has[ti]
+        every = bool(valid.all())  # the usual case (whole items): no copies
+        rows = torch.nonzero(valid).squeeze(1)
         if len(rows) < 2:
             continue
-        emb, cols, kw = [sides.query[qi][rows], sides.target[ti][rows]], rows, {}
+        emb = [sides.query[qi], sides.target[ti]] if every else [sides.query[qi][rows], sides.target[ti][rows]]
+        cols, kw = rows, {}
         if p.is_omni and sides.negatives is not None:
             emb.append(sides.negatives)
             cols = torch.cat([rows, n + torch.arange(len(sides.negatives), device=rows.device)])
             kw["negative_ids"] = b.negative_ids
-        mask = positives[rows][:, cols] if positives is not None else None
-        total = total + p.weight * loss_fn.compute_loss_from_embeddings(emb, b.labels[rows],
-                                                                        key=pattern_key(b.name, p), positives=mask,
-                                                                        **kw)
+        mask = None if positives is None else positives if every else positives[rows][:, cols]
+        labels = b.labels if every else b.labels[rows]
+        total = total + p.weight * loss_fn.compute_loss_from_embeddings(emb, labels, key=pattern_key(b.name, p),
+                                                                        positives=mask, **kw)
         used += p.weight
     return total / used if used else sides.query.sum() * 0.0
 
