@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks._report import machine, replace_section  # noqa: E402
 from embedding.train import progressive_stages  # noqa: E402
-from recsys.ablation import compare, rerun, retrieval_change  # noqa: E402
+from recsys.ablation import compare, config_with, rerun, retrieval_change  # noqa: E402
 from recsys.config import RunConfig  # noqa: E402
 from recsys.config_io import load_model  # noqa: E402
 
@@ -62,17 +62,6 @@ def steps(cfg: RunConfig, dataset: str) -> list[tuple[str, dict[str, Any]]]:
         acc = {**acc, **overrides}
         out.append((name, dict(acc)))
     return out
-
-
-def config_with(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    data = cfg.model_dump(mode="python")
-    for dotted, value in overrides.items():
-        *parents, last = dotted.split(".")
-        node = data
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    return RunConfig.model_validate(data)
 
 
 RETRIEVAL = ("i2i/recall@10", "q2i/recall@10", "label/recall@1")

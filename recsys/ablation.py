@@ -141,12 +141,17 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def ablated_config(cfg: RunConfig, component: Component) -> RunConfig:
-    """The run config with the component's overrides applied (validated like any config)."""
+def config_with(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """The run config with {dotted key: value} overrides applied (validated like any config)."""
     data = cfg.model_dump(mode="python")
-    for key, value in component.overrides(cfg).items():
+    for key, value in overrides.items():
         _set(data, key, value)
     return RunConfig.model_validate(data)
+
+
+def ablated_config(cfg: RunConfig, component: Component) -> RunConfig:
+    """The run config with the component's overrides applied."""
+    return config_with(cfg, component.overrides(cfg))
 
 
 def _shared_dir(run_dir: Path) -> Path:
@@ -311,4 +316,5 @@ def ablation_section(table: pd.DataFrame) -> list[str]:
             pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "(none)", ""]
 
 
-__all__ = ["COMPONENTS", "Component", "ablated_config", "compare", "rerun", "retrieval_change", "run_ablations"]
+__all__ = ["COMPONENTS", "Component", "ablated_config", "compare", "config_with", "rerun", "retrieval_change",
+           "run_ablations"]
