@@ -519,7 +519,7 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
     chance_ratio = warn_if_at_chance(history, content_presence(encoded))
     metrics.update({"train/loss": float(np.mean(tail)) if tail else float("nan"), "train/steps": float(step),
                     **{f"train/loss_vs_chance/{k}": v for k, v in chance_ratio.items()},
-                    **{f"temperature/{k}": nce.temperature(k).item() for k in sorted(data)}})
+                    **{f"temperature/{k}": nce.temperature(k).item() for k in sorted(nce.log_temperature)}})
     pair_info = {k: {"train_pairs": len(ps.train), "holdout_pairs": len(ps.holdout), **ps.info}
                  for k, ps in pair_sets.items()}
     write_json(out_dir / "train_summary.json", {

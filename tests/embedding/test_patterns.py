@@ -73,7 +73,10 @@ def test_patterns_train_and_an_impossible_one_changes_nothing(pair_world, tmp_pa
                             tmp_path / "c", "cpu", texts)
     c = _weights(other.model_dir)
     assert not all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
-    assert "temperature/i2i" in other.metrics
+    assert "temperature/i2i" in other.metrics and "temperature/i2i:text[title]->text" in other.metrics
+    no_omni = train_embedding(ds, enc, tiny_cfg(steps=2, model=model, precision="fp32",
+                                                patterns={"i2i": ["text[title]->text"]}), tmp_path / "d", "cpu", texts)
+    assert "temperature/i2i" not in no_omni.metrics and "temperature/i2i:text[title]->text" in no_omni.metrics
     with pytest.raises(ValueError, match="patterns name datasets"):
         tiny_cfg(patterns={"nope": ["omni->omni"]})
 
