@@ -1,17 +1,22 @@
 """The content recipe, cumulatively (the form of SAIL's Table 8): each row adds one component to the row above and
 reruns the content stage and everything after it up to the ranking stage, on the same data and test examples.
 
-    .venv/bin/python benchmarks/content_recipe.py --run-dir runs/demo [--config configs/demo.yaml] [--write]
-    .venv/bin/python benchmarks/content_recipe.py --run-dir runs/movielens/folds/fold_4 --dataset movielens --write
+    .venv/bin/python benchmarks/content_recipe.py --run-dir runs/demo [--write]
+    .venv/bin/python benchmarks/content_recipe.py --config configs/movielens.yaml --run-dir runs/movielens_recipe \
+        --dataset movielens --folds 2,3,4 --write
 
-`--run-dir` is a finished run (its data, encode and teachers stages are reused); the rows run in
-<run-dir>/recipe/<k>_<name> (resumable: a finished row is read back). The stages are SAIL's progressive ones
+`--run-dir` is a finished run (its data and encode stages are reused), or with `--folds` a rolling-origin run
+directory whose folds are prepared up to the encode stage when absent (from `--config`). The rows run in
+<fold dir>/recipe/<k>_<name> (resumable: a finished row is read back). The stages are SAIL's progressive ones
 (`stages: progressive`, embedding.train.progressive_stages) whatever the run used. CRE is off in every row (the
 recipe is the content model's; the CRE stage's own ablations are `recsys ablate`), so the match features are the
 content model's. Per row: retrieval on the content stage's held-out pairs (i2i and q2i Recall@10, label Recall@1;
 the first row also against the text-only baseline), each paired over queries against the row above; the ranker
 lift of the match features against the strongest baseline, and its change against the row above (paired over
-users on the same test examples). `--write` replaces the section of BENCHMARKS.md.
+users on the same test examples). Over several folds: retrieval is the mean over folds, its differences are paired
+over the queries of every fold; AUC numbers are means over folds with a bootstrap over users within folds
+(ranking.metrics.pooled_bootstrap), each fold's lift against that fold's strongest baseline. `--write` replaces
+the section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -28,10 +33,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks._report import machine, replace_section  # noqa: E402
+from embedding.evaluate import BASELINE_QUERIES, RETRIEVAL_QUERIES, compare_query_tables  # noqa: E402
 from embedding.train import progressive_stages  # noqa: E402
-from recsys.ablation import compare, config_with, rerun, retrieval_change  # noqa: E402
+from ranking.metrics import METRICS, pooled_bootstrap  # noqa: E402
+from recsys.ablation import config_with, rerun  # noqa: E402
 from recsys.config import RunConfig  # noqa: E402
 from recsys.config_io import load_model  # noqa: E402
+from recsys.data.prepare import prepare_dataset  # noqa: E402
+from recsys.pipeline import PREDICTIONS, RunResult, run_pipeline  # noqa: E402
+from recsys.rolling import FOLDS_DIR, fold_config  # noqa: E402
 
 PATTERNS = {
     "synthetic": {"i2i": ["omni->omni", "image->text*0.5", "audio->text*0.5"],
@@ -65,54 +75,107 @@ def steps(cfg: RunConfig, dataset: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 RETRIEVAL = ("i2i/recall@10", "q2i/recall@10", "label/recall@1")
+KEYS = ["user_id", "item_id", "event_timestamp", "label"]
 
 
 def cell(d: float, lo: float, hi: float) -> str:
     return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
+def base_runs(run_dir: Path, config: Path | None, folds: list[int] | None) -> list[tuple[Path, RunConfig]]:
+    """(run directory, its config) per fold: the run itself, or each fold of a rolling-origin run (prepared up
+    to the encode stage from `config` where it is not yet)."""
+    if not folds:
+        return [(run_dir, load_model(RunConfig, config or run_dir / "config.yaml"))]
+    cfg = load_model(RunConfig, config or run_dir / "config.yaml")
+    if cfg.data.split.folds < 2 or max(folds) >= cfg.data.split.folds:
+        raise SystemExit(f"--folds {folds} needs data.split.folds > {max(folds)} (the config has "
+                         f"{cfg.data.split.folds})")
+    prepare_dataset(cfg.data, run_dir / "dataset", world=cfg.world)
+    out = []
+    for k in folds:
+        fold_cfg, fold_dir = fold_config(cfg, k), run_dir / FOLDS_DIR / f"fold_{k}"
+        run_pipeline(fold_cfg, fold_dir, stages=["encode"], shared_dir=run_dir)
+        out.append((fold_dir, fold_cfg))
+    return out
+
+
+def pooled_queries(dirs: list[Path], name: str) -> pd.DataFrame | None:
+    """The per-query tables of every fold, each query keyed by its fold; None if a fold has none."""
+    paths = [d / "embedding" / name for d in dirs]
+    if not all(p.is_file() for p in paths):
+        return None
+    return pd.concat([pd.read_parquet(p).assign(query=lambda t, k=k: f"{k}:" + t["query"].astype(str))
+                      for k, p in enumerate(paths)], ignore_index=True)
+
+
+def pooled_auc(results: list[RunResult], variant: str, against: list[RunResult] | None, bootstrap: int,
+               seed: int) -> tuple[float, float, float]:
+    """Mean over folds of AUC(variant) - AUC(reference): the row above's same variant (`against`) or each fold's
+    strongest baseline; interval from a bootstrap over users within folds."""
+    parts = []
+    for k, r in enumerate(results):
+        pred = pd.read_parquet(r.run_dir / "ranking" / PREDICTIONS)
+        if against is None:
+            ref = pred[r.outputs["ranking"]["baseline"]]
+        else:
+            other = pd.read_parquet(against[k].run_dir / "ranking" / PREDICTIONS)
+            if not pred[KEYS].equals(other[KEYS]):
+                raise SystemExit(f"{r.run_dir}: test examples differ from the row above's; no paired comparison")
+            ref = other[variant]
+        parts.append((pred["label"], pred[variant], ref, pred["user_id"].to_numpy()))
+    return pooled_bootstrap(METRICS["auc"], parts, bootstrap, seed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", type=Path, required=True)
     ap.add_argument("--config", type=Path, default=None, help="the config the rows start from (default: the run's)")
+    ap.add_argument("--folds", default=None, help="rolling-origin folds to run, e.g. 2,3,4 (default: one run)")
     ap.add_argument("--dataset", choices=sorted(PATTERNS), default="synthetic")
     ap.add_argument("--variant", default="match", help="the ranker variant whose lift is reported")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     run_dir = args.run_dir.resolve()
-    cfg = load_model(RunConfig, args.config or run_dir / "config.yaml")
-    rows, prev = [], None
-    for k, (name, overrides) in enumerate(steps(cfg, args.dataset)):
-        scratch = run_dir / "recipe" / f"{k}_{name.strip('+ ').split(' ')[0]}"
-        result, seconds = rerun(run_dir, scratch, config_with(cfg, overrides), "embedding")
-        metrics = result.outputs["embedding"]["metrics"]
-        table = {r["variant"]: r for r in result.outputs["ranking"]["table"]}
-        v = table[args.variant]
-        row = {"row": name, "seconds": result.outputs["embedding"]["seconds"] + result.outputs["ranking"]["seconds"]
-               + result.outputs["features"]["seconds"]}
+    folds = [int(k) for k in args.folds.split(",")] if args.folds else None
+    bases = base_runs(run_dir, args.config, folds)
+    bootstrap, seed = bases[0][1].ranking.bootstrap, bases[0][1].seed
+    rows, prev, prev_queries = [], None, None
+    for k, (name, overrides) in enumerate(steps(bases[0][1], args.dataset)):
+        results, dirs = [], []
+        for base, cfg in bases:
+            scratch = base / "recipe" / f"{k}_{name.strip('+ ').split(' ')[0]}"
+            results.append(rerun(base, scratch, config_with(cfg, overrides), "embedding")[0])
+            dirs.append(scratch)
+        queries = pooled_queries(dirs, RETRIEVAL_QUERIES)
+        seconds = [sum(r.outputs[s]["seconds"] for s in ("embedding", "features", "ranking")) for r in results]
+        row = {"row": name, "seconds": round(sum(seconds) / len(seconds))}
         for m in RETRIEVAL:
-            row[m] = f"{metrics[m]:.3f}" if m in metrics else "-"
-            if k == 0 and f"vs_baseline/{m}" in metrics:
-                row[f"{m} vs text-only"] = cell(*(metrics[f"vs_baseline/{m}{s}"] for s in ("", "_lo", "_hi")))
-        if prev is not None:
-            change = retrieval_change(prev, scratch, "embedding")
+            values = [r.outputs["embedding"]["metrics"].get(m) for r in results]
+            row[m] = f"{sum(values) / len(values):.3f}" if None not in values else "-"
+        if k == 0:
+            baseline = pooled_queries(dirs, BASELINE_QUERIES)
+            metrics = (compare_query_tables(queries, baseline, "vs_baseline/", primary_only=True, seed=seed)
+                       if baseline is not None else results[0].outputs["embedding"]["metrics"])
             for m in RETRIEVAL:
-                key = f"embedding.{m.split('/')[0]}/{m.split('/')[1]}"
-                row[f"Δ{m}"] = cell(*change[key]) if key in change else ""
-            paired = {r["variant"]: r for r in compare(prev, result, name, name, "embedding", n_bootstrap=200)}
-            p = paired.get(args.variant)
-            row["ΔAUC vs row above"] = cell(p["auc_change"], p["auc_change_lo"], p["auc_change_hi"]) if p else ""
-        row["lift vs strongest baseline"] = cell(v["auc_diff_vs_baseline"], v["auc_diff_vs_baseline_lo"],
-                                                 v["auc_diff_vs_baseline_hi"])
+                if f"vs_baseline/{m}" in metrics:
+                    row[f"{m} vs text-only"] = cell(*(metrics[f"vs_baseline/{m}{s}"] for s in ("", "_lo", "_hi")))
+        if prev is not None:
+            change = compare_query_tables(queries, prev_queries, "", primary_only=True, seed=seed)
+            for m in RETRIEVAL:
+                row[f"Δ{m}"] = cell(*(change[f"{m}{s}"] for s in ("", "_lo", "_hi"))) if m in change else ""
+            row["ΔAUC vs row above"] = cell(*pooled_auc(results, args.variant, prev, bootstrap, seed))
+        row["lift vs strongest baseline"] = cell(*pooled_auc(results, args.variant, None, bootstrap, seed))
         print(json.dumps(row), flush=True)
         rows.append(row)
-        prev = scratch
+        prev, prev_queries = results, queries
     frame = pd.DataFrame(rows).fillna("")
     text = frame.to_markdown(index=False)
     print(text)
     if args.write:
-        body = (f"`benchmarks/content_recipe.py --run-dir {args.run_dir} --dataset {args.dataset}`; {machine()}. "
-                f"CRE off in every row; "
+        where = f"folds {args.folds} (rolling origin)" if folds else "one run"
+        body = (f"`benchmarks/content_recipe.py --run-dir {args.run_dir} --dataset {args.dataset}"
+                f"{' --folds ' + args.folds if folds else ''}`; {where}; {machine()}. CRE off in every row; "
                 f"ranker variant `{args.variant}`; intervals 95%, paired over queries (retrieval) and over users "
                 f"(AUC).\n\n{text}\n")
         replace_section(f"Content recipe, cumulative ({args.dataset})", body)

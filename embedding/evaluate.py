@@ -29,6 +29,8 @@ from embedding.tasks import PairSet
 
 RETRIEVAL_QUERIES = "retrieval_queries.parquet"
 """The per-query retrieval table a stage writes beside its model (see `query_table`)."""
+BASELINE_QUERIES = "retrieval_queries_text_only.parquet"
+"""The same table for the text-only baseline (the content stage's), so runs can be pooled against it."""
 QUERY_COLUMNS = ["evaluator", "query", "metric", "value", "primary"]
 
 

@@ -185,11 +185,17 @@ def pattern_loss(loss_fn: MatryoshkaLoss, b: Batch, sides: PatternSides, positiv
             continue
         emb = [sides.query[qi], sides.target[ti]] if every else [sides.query[qi][rows], sides.target[ti][rows]]
         cols, kw = rows, {}
-        if p.is_omni and sides.negatives is not None:
+        with_negatives = p.is_omni and sides.negatives is not None
+        if with_negatives:
             emb.append(sides.negatives)
             cols = torch.cat([rows, n + torch.arange(len(sides.negatives), device=rows.device)])
             kw["negative_ids"] = b.negative_ids
-        mask = None if positives is None else positives if every else positives[rows][:, cols]
+        if positives is None:
+            mask = None
+        elif every:  # every row, and the negatives' columns only where this pattern scores them
+            mask = positives if with_negatives else positives[:, :n]
+        else:
+            mask = positives[rows][:, cols]
         labels = b.labels if every else b.labels[rows]
         total = total + p.weight * loss_fn.compute_loss_from_embeddings(emb, labels, key=pattern_key(b.name, p),
                                                                         positives=mask, **kw)

@@ -22,6 +22,7 @@ Layout of out_dir:
     model/       the final model (save_pretrained)
     train_summary.json   metrics (model, baseline/..., vs_baseline/... paired intervals), steps/s, pair counts
     retrieval_queries.parquet   the model's per-query recall on every pair set's held-out pairs (embedding.evaluate)
+    retrieval_queries_text_only.parquet   the text-only baseline's, on the same queries
 
 Every pair set is evaluated; only those in `tasks` are trained on (an ablated dataset is still measured).
 """
@@ -45,6 +46,7 @@ from embedding.balancing import BalanceConfig
 from embedding.batches import Batch, collate, collate_texts
 from embedding.encoders.types import EncodedItems, TextTokens
 from embedding.evaluate import (
+    BASELINE_QUERIES,
     RETRIEVAL_QUERIES,
     ModelEmbedder,
     VectorEmbedder,
@@ -504,6 +506,7 @@ def _train(encoded: EncodedItems, pair_sets: dict[str, PairSet], eval_sets: dict
     baseline = VectorEmbedder(encoded.item_ids, encoded.pooled_text, baseline_texts)
     baseline_queries = pd.concat([ev.query_table(baseline) for ev in evaluators], ignore_index=True)
     write_parquet(out_dir / RETRIEVAL_QUERIES, queries)
+    write_parquet(out_dir / BASELINE_QUERIES, baseline_queries)
     extra: dict[str, float] = {}  # missing-modality robustness, graded pairs (model and baseline)
     for modality in encoded.modalities() if cfg.eval_missing_modalities else []:
         partial = ModelEmbedder(model, encoded.without(modality), texts, text_index, cfg.infer_batch_size, str(dev))

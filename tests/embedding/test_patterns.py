@@ -58,6 +58,32 @@ def test_a_pattern_without_its_modality_contributes_no_loss(enc, tiny_config):
     assert image != pytest.approx(alone.item(), rel=1e-3)              # targets have images: it counts
 
 
+def test_hard_negatives_join_only_the_omni_pattern(enc, tiny_config):
+    """A batch with mined negatives: a pattern valid on every row (text->text) scores the in-batch targets only,
+    and the omni pattern with the negatives changes (found by mICL on top of hard negatives)."""
+    from embedding.losses import InfoNCELoss, MatryoshkaLoss
+
+    torch.manual_seed(0)
+    model = OmniEmbeddingModel(tiny_config(enc)).eval()
+    rows, m = np.arange(len(enc)), 3
+    ids = torch.as_tensor(np.stack([enc.item_ids, enc.item_ids[::-1]], 1))
+    plain = Batch("i2i", "i2i", collate(enc, rows), collate(enc, rows[::-1].copy()), ids,
+                  torch.zeros(len(enc), len(enc), dtype=torch.bool))
+    negatives = Batch("i2i", "i2i", plain.query, plain.target, ids,
+                      torch.zeros(len(enc), len(enc) + m, dtype=torch.bool), collate(enc, rows[:m].copy()),
+                      torch.as_tensor(enc.item_ids[:m]))
+    text = Pattern.parse("text->text")
+    keys = ["i2i", "i2i:text->text"]
+    loss_fn = MatryoshkaLoss(InfoNCELoss(None, keys=keys, temperature=0.1), model.config.all_dims)
+    with torch.no_grad():
+        text_only = [pattern_loss(loss_fn, b, embed_patterns(model, b, [text]), b.positives)
+                     for b in (plain, negatives)]
+        omni = [pattern_loss(loss_fn, b, embed_patterns(model, b, [Pattern.parse("omni->omni")]), b.positives)
+                for b in (plain, negatives)]
+    assert text_only[1] == pytest.approx(text_only[0].item(), rel=1e-6)
+    assert omni[1] > omni[0]
+
+
 def test_patterns_train_and_an_impossible_one_changes_nothing(pair_world, tmp_path):
     ds, enc, texts = pair_world.ds, pair_world.enc, pair_world.encode_texts  # text-only items
     # no dropout of any kind: the stacked views draw it from the generator in another order

@@ -127,7 +127,7 @@ def test_untrained_pair_sets_are_still_evaluated_with_per_query_values(pair_worl
     reproduces the summary metrics, and the paired interval against the text-only baseline brackets its mean."""
     import pandas as pd
 
-    from embedding.evaluate import RETRIEVAL_QUERIES
+    from embedding.evaluate import BASELINE_QUERIES, RETRIEVAL_QUERIES
     res = train_embedding(pair_world.ds, pair_world.enc, tiny_cfg(steps=4, tasks=["i2i"]), tmp_path / "e", "cpu",
                           pair_world.encode_texts)
     assert set(res.pair_info) == {"i2i"}                         # trained on i2i only
@@ -140,6 +140,10 @@ def test_untrained_pair_sets_are_still_evaluated_with_per_query_values(pair_worl
         d = res.metrics[f"vs_baseline/{ev}/{metric}"]
         assert d == pytest.approx(res.metrics[f"{ev}/{metric}"] - res.metrics[f"baseline/{ev}/{metric}"])
         assert res.metrics[f"vs_baseline/{ev}/{metric}_lo"] <= d <= res.metrics[f"vs_baseline/{ev}/{metric}_hi"]
+    baseline = pd.read_parquet(tmp_path / "e" / BASELINE_QUERIES)
+    assert baseline[["evaluator", "query", "metric"]].equals(queries[["evaluator", "query", "metric"]])
+    for (ev, metric), g in baseline.groupby(["evaluator", "metric"]):
+        assert g["value"].mean() == pytest.approx(res.metrics[f"baseline/{ev}/{metric}"])
     with pytest.raises(ValueError, match="unknown"):
         tiny_cfg(tasks=["i2i", "nope"])
 
