@@ -10,8 +10,8 @@ directory whose folds are prepared up to the encode stage when absent (from `--c
 <fold dir>/recipe/<k>_<name> (resumable: a finished row is read back). The stages are SAIL's progressive ones
 (`stages: progressive`, embedding.train.progressive_stages) whatever the run used. CRE is off in every row (the
 recipe is the content model's; the CRE stage's own ablations are `recsys ablate`), so the match features are the
-content model's. Per row: retrieval on the content stage's held-out pairs (i2i and q2i Recall@10, label Recall@1;
-the first row also against the text-only baseline), each paired over queries against the row above; the ranker
+content model's. Per row: retrieval on the content stage's held-out pairs (i2i and q2i Recall@10, label Recall@1),
+each paired over queries against the text-only baseline and against the row above; the ranker
 lift of the match features against the strongest baseline, and its change against the row above (paired over
 users on the same test examples). Over several folds: retrieval is the mean over folds, its differences are paired
 over the queries of every fold; AUC numbers are means over folds with a bootstrap over users within folds
@@ -153,13 +153,14 @@ def main() -> None:
         for m in RETRIEVAL:
             values = [r.outputs["embedding"]["metrics"].get(m) for r in results]
             row[m] = f"{sum(values) / len(values):.3f}" if None not in values else "-"
-        if k == 0:
-            baseline = pooled_queries(dirs, BASELINE_QUERIES)
-            metrics = (compare_query_tables(queries, baseline, "vs_baseline/", primary_only=True, seed=seed)
-                       if baseline is not None else results[0].outputs["embedding"]["metrics"])
-            for m in RETRIEVAL:
-                if f"vs_baseline/{m}" in metrics:
-                    row[f"{m} vs text-only"] = cell(*(metrics[f"vs_baseline/{m}{s}"] for s in ("", "_lo", "_hi")))
+        baseline = pooled_queries(dirs, BASELINE_QUERIES)
+        if baseline is not None:
+            metrics = compare_query_tables(queries, baseline, "vs_baseline/", primary_only=True, seed=seed)
+        else:  # a row built before the baseline's table was written: one run's own comparison, else none
+            metrics = results[0].outputs["embedding"]["metrics"] if len(results) == 1 else {}
+        for m in RETRIEVAL:
+            if f"vs_baseline/{m}" in metrics:
+                row[f"{m} vs text-only"] = cell(*(metrics[f"vs_baseline/{m}{s}"] for s in ("", "_lo", "_hi")))
         if prev is not None:
             change = compare_query_tables(queries, prev_queries, "", primary_only=True, seed=seed)
             for m in RETRIEVAL:
