@@ -133,11 +133,13 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=None, help="the config the rows start from (default: the run's)")
     ap.add_argument("--folds", default=None, help="rolling-origin folds to run, e.g. 2,3,4 (default: one run)")
     ap.add_argument("--dataset", choices=sorted(PATTERNS), default="synthetic")
-    ap.add_argument("--variant", default="match", help="the ranker variant whose lift is reported")
+    ap.add_argument("--variants", default="match,dlrm_match_sid",
+                    help="the ranker variants whose lifts are reported (comma-separated)")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     run_dir = args.run_dir.resolve()
     folds = [int(k) for k in args.folds.split(",")] if args.folds else None
+    variants = args.variants.split(",")
     bases = base_runs(run_dir, args.config, folds)
     bootstrap, seed = bases[0][1].ranking.bootstrap, bases[0][1].seed
     rows, prev, prev_queries = [], None, None
@@ -165,8 +167,10 @@ def main() -> None:
             change = compare_query_tables(queries, prev_queries, "", primary_only=True, seed=seed)
             for m in RETRIEVAL:
                 row[f"Δ{m}"] = cell(*(change[f"{m}{s}"] for s in ("", "_lo", "_hi"))) if m in change else ""
-            row["ΔAUC vs row above"] = cell(*pooled_auc(results, args.variant, prev, bootstrap, seed))
-        row["lift vs strongest baseline"] = cell(*pooled_auc(results, args.variant, None, bootstrap, seed))
+            for v in variants:
+                row[f"{v}: ΔAUC vs row above"] = cell(*pooled_auc(results, v, prev, bootstrap, seed))
+        for v in variants:
+            row[f"{v}: lift vs strongest baseline"] = cell(*pooled_auc(results, v, None, bootstrap, seed))
         print(json.dumps(row), flush=True)
         rows.append(row)
         prev, prev_queries = results, queries
@@ -175,9 +179,10 @@ def main() -> None:
     print(text)
     if args.write:
         where = f"folds {args.folds} (rolling origin)" if folds else "one run"
+        names = ", ".join(f"`{v}`" for v in variants)
         body = (f"`benchmarks/content_recipe.py --run-dir {args.run_dir} --dataset {args.dataset}"
                 f"{' --folds ' + args.folds if folds else ''}`; {where}; {machine()}. CRE off in every row; "
-                f"ranker variant `{args.variant}`; intervals 95%, paired over queries (retrieval) and over users "
+                f"ranker variants {names}; intervals 95%, paired over queries (retrieval) and over users "
                 f"(AUC).\n\n{text}\n")
         replace_section(f"Content recipe, cumulative ({args.dataset})", body)
 
