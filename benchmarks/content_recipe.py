@@ -53,20 +53,30 @@ PATTERNS = {
 the synthetic world: image, audio, title and tags)."""
 
 
-def steps(cfg: RunConfig, dataset: str) -> list[tuple[str, dict[str, Any]]]:
-    """(name, the overrides of this row and every row above)."""
+def steps(cfg: RunConfig, dataset: str, order: str = "sail") -> list[tuple[str, dict[str, Any]]]:
+    """(name, the overrides of this row and every row above). `sail`: the paper's order (progressive balanced
+    stages first); `unbalanced`: the pieces that do not need the balanced stages, with hard negatives mined in a
+    second unbalanced stage, and without late fusion."""
     stages = [st.model_dump() for st in progressive_stages()]
     no_negatives = [{**st, "hard_negatives": 0} for st in stages]
+    two_stages = [{**stages[0], "steps": 150}, {**stages[2], "steps": 150, "balanced": False}]
     tasks = list(cfg.embedding.train.tasks)
-    rows = [("all-in-one", {"embedding.train.progressive": False}),
-            ("+ progressive stages, balanced weights", {"embedding.train.progressive": True,
-                                                        "embedding.train.stages": no_negatives}),
-            ("+ hard negatives (stages: progressive)", {"embedding.train.stages": stages}),
-            ("+ modality patterns", {"embedding.train.patterns": PATTERNS[dataset]}),
-            ("+ graded pairs (CoSENT)", {"embedding.train.tasks": [*tasks, "graded"]}),
-            ("+ mICL (alpha 0.25)", {"embedding.train.micl_weight": 0.25}),
-            ("+ gated late fusion", {"embedding.train.model.late_fusion": True}),
-            ("+ modality dropout 0.2", {"embedding.train.model.modality_drop_prob": 0.2})]
+    patterns = ("+ modality patterns", {"embedding.train.patterns": PATTERNS[dataset]})
+    graded = ("+ graded pairs (CoSENT)", {"embedding.train.tasks": [*tasks, "graded"]})
+    micl = ("+ mICL (alpha 0.25)", {"embedding.train.micl_weight": 0.25})
+    dropout = ("+ modality dropout 0.2", {"embedding.train.model.modality_drop_prob": 0.2})
+    if order == "sail":
+        rows = [("all-in-one", {"embedding.train.progressive": False}),
+                ("+ progressive stages, balanced weights", {"embedding.train.progressive": True,
+                                                            "embedding.train.stages": no_negatives}),
+                ("+ hard negatives (stages: progressive)", {"embedding.train.stages": stages}),
+                patterns, graded, micl,
+                ("+ gated late fusion", {"embedding.train.model.late_fusion": True}), dropout]
+    else:
+        rows = [("all-in-one", {"embedding.train.progressive": False}), patterns, micl,
+                ("+ hard negatives (a second, unbalanced stage)", {"embedding.train.progressive": True,
+                                                                   "embedding.train.stages": two_stages}),
+                graded, dropout]
     out, acc = [], {"embedding.cre.enabled": False}
     for name, overrides in rows:
         acc = {**acc, **overrides}
@@ -133,6 +143,7 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=None, help="the config the rows start from (default: the run's)")
     ap.add_argument("--folds", default=None, help="rolling-origin folds to run, e.g. 2,3,4 (default: one run)")
     ap.add_argument("--dataset", choices=sorted(PATTERNS), default="synthetic")
+    ap.add_argument("--order", choices=["sail", "unbalanced"], default="sail", help="which cumulative table")
     ap.add_argument("--variants", default="match,dlrm_match_sid",
                     help="the ranker variants whose lifts are reported (comma-separated)")
     ap.add_argument("--write", action="store_true")
@@ -143,10 +154,11 @@ def main() -> None:
     bases = base_runs(run_dir, args.config, folds)
     bootstrap, seed = bases[0][1].ranking.bootstrap, bases[0][1].seed
     rows, prev, prev_queries = [], None, None
-    for k, (name, overrides) in enumerate(steps(bases[0][1], args.dataset)):
+    for k, (name, overrides) in enumerate(steps(bases[0][1], args.dataset, args.order)):
         results, dirs = [], []
+        row_dir = f"{k}_{name.strip('+ ').split(' ')[0]}"
         for base, cfg in bases:
-            scratch = base / "recipe" / f"{k}_{name.strip('+ ').split(' ')[0]}"
+            scratch = base / "recipe" / ("" if args.order == "sail" else args.order) / row_dir
             results.append(rerun(base, scratch, config_with(cfg, overrides), "embedding")[0])
             dirs.append(scratch)
         queries = pooled_queries(dirs, RETRIEVAL_QUERIES)
@@ -180,11 +192,12 @@ def main() -> None:
     if args.write:
         where = f"folds {args.folds} (rolling origin)" if folds else "one run"
         names = ", ".join(f"`{v}`" for v in variants)
-        body = (f"`benchmarks/content_recipe.py --run-dir {args.run_dir} --dataset {args.dataset}"
+        body = (f"`benchmarks/content_recipe.py --run-dir {args.run_dir} --dataset {args.dataset} --order {args.order}"
                 f"{' --folds ' + args.folds if folds else ''}`; {where}; {machine()}. CRE off in every row; "
                 f"ranker variants {names}; intervals 95%, paired over queries (retrieval) and over users "
                 f"(AUC).\n\n{text}\n")
-        replace_section(f"Content recipe, cumulative ({args.dataset})", body)
+        title = f"{args.dataset}" if args.order == "sail" else f"{args.dataset}, {args.order}"
+        replace_section(f"Content recipe, cumulative ({title})", body)
 
 
 if __name__ == "__main__":

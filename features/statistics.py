@@ -24,7 +24,8 @@ class StatsConfig(BaseModel):
     prior_strength: float = Field(10.0, ge=0, description="pseudo-impressions at the global rate (smoothing)")
 
 
-def _snapshots(snapshot_times) -> pd.DatetimeIndex:
+def utc_snapshots(snapshot_times) -> pd.DatetimeIndex:
+    """Snapshot times as sorted tz-aware UTC microsecond timestamps (naive ones are taken as UTC)."""
     snaps = pd.DatetimeIndex(snapshot_times)
     if snaps.tz is None:
         snaps = snaps.tz_localize("UTC")
@@ -35,7 +36,7 @@ def entity_stats(interactions: pd.DataFrame, positive: pd.Series, snapshot_times
                  cfg: StatsConfig | None = None) -> pd.DataFrame:
     """Snapshots of impressions/positives/smoothed rate per `key` (see module doc)."""
     cfg = cfg or StatsConfig()
-    snaps = _snapshots(snapshot_times)
+    snaps = utc_snapshots(snapshot_times)
     t = pd.to_datetime(interactions["timestamp"], utc=True, cache=False).dt.as_unit("us").astype("int64").to_numpy()
     # index of the first snapshot strictly after each event: the event counts from that snapshot on
     bucket = np.searchsorted(snaps.asi8, t, side="right")
@@ -74,7 +75,7 @@ def entity_stats_asof(interactions: pd.DataFrame, positive, at, key: str, prefix
     the day of the first interaction, as the pipeline's does.
     """
     cfg = cfg or StatsConfig()
-    day = _snapshots([at]).floor("D").asi8[0]
+    day = utc_snapshots([at]).floor("D").asi8[0]
     t = pd.to_datetime(interactions["timestamp"], utc=True, cache=False).dt.as_unit("us").astype("int64").to_numpy()
     keep = t < day
     t, keys = t[keep], interactions[key].to_numpy(np.int64)[keep]

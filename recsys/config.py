@@ -73,7 +73,11 @@ class FeaturesSection(_Section):
     offline_store: Literal["duckdb", "file", "spark"] = Field(
         "duckdb", description="duckdb (point-in-time joins in DuckDB over the parquet sources), file (parquet via "
                               "dask: slower) or spark (local[2] session; point spark_master at a cluster)")
-    spark_master: str = "local[2]"
+    spark_master: str = Field("local[2]", description="the Spark master of the Spark offline store and engine: "
+                              "local[N] on one machine, a cluster URL (spark://host:7077, yarn, k8s://...)")
+    engine: Literal["local", "spark"] = Field(
+        "local", description="where the interest mining and point-in-time statistics run: in this process (local) "
+                             "or as Spark jobs on spark_master (features.spark_jobs; the same tables)")
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
     collaborative: bool = Field(True, description="register the ID teacher's user and item vectors and give every "

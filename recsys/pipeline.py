@@ -217,12 +217,19 @@ def stage_features(ctx: RunContext) -> dict:
 
     start, end = _snapshot_range(ctx.ds)
     fcfg = ctx.cfg.feature_config()
+    spark = None
+    if ctx.cfg.features.engine == "spark":
+        from recsys.spark import spark_session
+
+        spark = spark_session(ctx.cfg.features.spark_master)
     out = {"snapshot_start": start.isoformat(), "snapshot_end": end.isoformat(), "sets": {}}
     for es in embedding_sets(ctx):
         item_emb = pd.read_parquet(es.item_embeddings)
         t0 = time.perf_counter()
+        if spark is not None:  # the set's Spark jobs, counted below: the proof they ran there
+            spark.sparkContext.setJobGroup(f"features-{es.name}", f"feature tables of {es.name}")
         tables = build_feature_tables(ctx.ds, item_emb, start, end, fcfg, ctx.cfg.features.interests,
-                                      ctx.cfg.features.stats)
+                                      ctx.cfg.features.stats, spark=spark)
         if fcfg.cf_dim:
             tables.update(collaborative_tables(*_id_teacher_vectors(ctx)))
         build_s = time.perf_counter() - t0
@@ -233,6 +240,10 @@ def stage_features(ctx: RunContext) -> dict:
         out["sets"][es.name] = {"rows": {k: len(v) for k, v in tables.items()}, "build_seconds": build_s,
                                 "interest_skips": interest_skips(positives, item_emb),
                                 "materialize": repo.materialize(end), "repo": str(repo.run_dir)}
+        if spark is not None:
+            tracker = spark.sparkContext.statusTracker()
+            out["sets"][es.name]["spark"] = {"master": spark.sparkContext.master,
+                                             "jobs": len(tracker.getJobIdsForGroup(f"features-{es.name}"))}
     return out
 
 
