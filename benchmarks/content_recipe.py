@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--folds", default=None, help="rolling-origin folds to run, e.g. 2,3,4 (default: one run)")
     ap.add_argument("--dataset", choices=sorted(PATTERNS), default="synthetic")
     ap.add_argument("--order", choices=["sail", "unbalanced"], default="sail", help="which cumulative table")
+    ap.add_argument("--rows", type=int, default=None, help="only the first N rows")
     ap.add_argument("--variants", default="match,dlrm_match_sid",
                     help="the ranker variants whose lifts are reported (comma-separated)")
     ap.add_argument("--write", action="store_true")
@@ -154,7 +155,7 @@ def main() -> None:
     bases = base_runs(run_dir, args.config, folds)
     bootstrap, seed = bases[0][1].ranking.bootstrap, bases[0][1].seed
     rows, prev, prev_queries = [], None, None
-    for k, (name, overrides) in enumerate(steps(bases[0][1], args.dataset, args.order)):
+    for k, (name, overrides) in enumerate(steps(bases[0][1], args.dataset, args.order)[:args.rows]):
         results, dirs = [], []
         row_dir = f"{k}_{name.strip('+ ').split(' ')[0]}"
         for base, cfg in bases:
