@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks._report import machine, replace_section  # noqa: E402
+from recsys.io import write_json  # noqa: E402
 from recsys.pipeline import STAGES  # noqa: E402
 
 BASE = {"n_items": 2000, "n_users": 300}
@@ -82,7 +83,7 @@ def main() -> None:
                 record[key] = {**run_stage(run_dir, args.config, stage, overrides),
                                "impressions": impressions(run_dir)}
                 print(key, json.dumps(record[key]), flush=True)
-                record_path.write_text(json.dumps(record, indent=2))
+                write_json(record_path, record)  # atomically: an interrupted run resumes from it
         if args.spark:  # leave the run as the local path built it
             run_stage(run_dir, args.config, "features", sets)
     rows = [{"world": k.split("/")[0], "engine": k.split("/")[1], "stage": k.split("/")[2], **v}
