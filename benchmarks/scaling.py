@@ -5,14 +5,16 @@ items and users (so about 16x its impressions), each stage run in its own `recsy
 
 Per world and stage: wall seconds, CPU seconds (user + system of the process and its children, Spark's Python
 workers included) and the process's peak resident memory; per stage the growth exponent k of time ~ size^k
-between the two largest worlds (size = impressions). `--spark` reruns the feature stage with
-`features.engine=spark` on each world (the same tables; a test checks it) and reports it beside the local one.
+between the two largest worlds (size = impressions). `--spark` reruns SPARK_STAGES with `engine=spark` on each
+world (the same outputs; tests/recsys/test_spark_engine.py) and reports them beside the local ones.
 A stage that finished in an earlier invocation is read back from its marker (the runs resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -33,12 +35,30 @@ from recsys.pipeline import STAGES  # noqa: E402
 BASE = {"n_items": 2000, "n_users": 300}
 """The demo world's size (configs/demo.yaml); a scale multiplies both."""
 TIMINGS = "scaling.json"
+SPARK_STAGES = ("cre", "features")
+"""Rerun with engine=spark: CRE (its training, then the catalogue's inference and semantic IDs as Spark jobs) and
+the features (interests, statistics, Feast's Spark materialization)."""
 
 
-def run_stage(run_dir: Path, config: Path, stage: str, sets: list[str]) -> dict[str, float]:
+@contextlib.contextmanager
+def held(lock: Path | None):
+    """An exclusive lock on `lock` while a stage runs (None: no lock): other heavy jobs on the machine that take
+    the same lock wait between stages instead of sharing the cores with a timed one."""
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_stage(run_dir: Path, config: Path, stage: str, sets: list[str], force: bool = False) -> dict[str, float]:
     """One stage in its own process: wall and CPU seconds, peak RSS in MB (os.wait4's rusage of the child)."""
     args = [sys.executable, "-m", "recsys.cli", "run", "--config", str(config), "--run-dir", str(run_dir),
-            "--stage", stage, *[a for s in sets for a in ("--set", s)]]
+            "--stage", stage, *[a for s in sets for a in ("--set", s)], *(["--force", stage] if force else [])]
     log = run_dir.parent / f"{run_dir.name}.{stage}.log"
     t0 = time.perf_counter()
     with open(log, "w") as out:
@@ -63,6 +83,7 @@ def main() -> None:
     ap.add_argument("--stages", default=",".join(s for s in STAGES if s != "simulation"))
     ap.add_argument("--spark", action="store_true", help="also the feature stage on local[2] Spark")
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--lock", type=Path, help="hold this lock file while each stage runs (the wait is not timed)")
     args = ap.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -74,18 +95,20 @@ def main() -> None:
         sets = [f"world.{k}={v * scale}" for k, v in BASE.items()]
         runs = [("local", stages, sets)]
         if args.spark:
-            runs.append(("spark", ["features"], [*sets, "features.engine=spark"]))
+            runs.append(("spark", SPARK_STAGES, [*sets, "engine=spark"]))
         for engine, names, overrides in runs:
             for stage in names:
                 key = f"{scale}x/{engine}/{stage}"
                 if key in record:
                     continue
-                record[key] = {**run_stage(run_dir, args.config, stage, overrides),
-                               "impressions": impressions(run_dir)}
+                spark = engine == "spark"  # in no fingerprint: forced, and from an empty online store
+                for db in run_dir.glob("**/feature_repo/data/online_store.db") if spark else ():
+                    db.unlink()
+                with held(args.lock):
+                    timing = run_stage(run_dir, args.config, stage, overrides, force=spark)
+                record[key] = {**timing, "impressions": impressions(run_dir)}
                 print(key, json.dumps(record[key]), flush=True)
                 write_json(record_path, record)  # atomically: an interrupted run resumes from it
-        if args.spark:  # leave the run as the local path built it
-            run_stage(run_dir, args.config, "features", sets)
     rows = [{"world": k.split("/")[0], "engine": k.split("/")[1], "stage": k.split("/")[2], **v}
             for k, v in record.items()]
     frame = pd.DataFrame(rows)

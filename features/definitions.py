@@ -57,7 +57,10 @@ class FeatureConfig(BaseModel):
     offline_store: Literal["duckdb", "file", "spark"] = PField(
         "duckdb", description="Feast offline store: duckdb (default: point-in-time joins in DuckDB), file (dask) or "
                               "spark (spark_master)")
-    spark_master: str = "local[2]"
+    spark_master: str = PField("local[2]", description="the Spark master of the spark offline store and batch engine")
+    batch_engine: Literal["local", "spark"] = PField(
+        "local", description="materialization: features.online_write in this process (local) or Feast's Spark "
+                             "compute engine on spark_master (spark)")
     online_store: Literal["sqlite", "redis"] = PField(
         "sqlite", description="sqlite (embedded default) or redis (production; needs feast[redis] and a server)")
     redis_connection: str = PField("127.0.0.1:6379", description="Feast redis connection_string")

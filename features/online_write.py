@@ -38,15 +38,7 @@ def latest_rows(path: Path, view: FeatureView, start: pd.Timestamp | None, end: 
     key = view.join_keys[0]
     ts_field = view.batch_source.timestamp_field
     source = pq.ParquetFile(path)
-    index = source.read(columns=[key, ts_field])
-    keys = index[key].to_numpy()
-    times = _micros(index[ts_field])
-    window = times <= _micros_of(end)
-    if start is not None:
-        window &= times > _micros_of(start)
-    rows = np.flatnonzero(window)
-    order = rows[np.lexsort((rows, times[rows], keys[rows]))]
-    latest = np.sort(order[np.r_[keys[order][1:] != keys[order][:-1], True]]) if len(order) else order
+    latest, in_window, _ = window_index(source, view, start, end)
     columns = [key, ts_field, *(f.name for f in view.features)]
     group_end = np.cumsum([source.metadata.row_group(g).num_rows for g in range(source.num_row_groups)])
     groups = np.unique(np.searchsorted(group_end, latest, side="right"))
@@ -57,7 +49,25 @@ def latest_rows(path: Path, view: FeatureView, start: pd.Timestamp | None, end: 
     offset = np.cumsum(np.r_[0, (group_end - group_start)[groups][:-1]])  # where each read group starts in `table`
     slot = np.searchsorted(groups, np.searchsorted(group_end, latest, side="right"))
     positions = offset[slot] + latest - group_start[groups][slot]
-    return table.take(pa.array(positions)).combine_chunks(), len(rows)
+    return table.take(pa.array(positions)).combine_chunks(), in_window
+
+
+def window_index(source: pq.ParquetFile, view: FeatureView, start: pd.Timestamp | None, end: pd.Timestamp
+                 ) -> tuple[np.ndarray, int, pd.Timestamp | None]:
+    """From the key and timestamp columns only: the file rows latest_rows returns (sorted), the number of rows in
+    the window and the window's first timestamp (None when it is empty)."""
+    key, ts_field = view.join_keys[0], view.batch_source.timestamp_field
+    index = source.read(columns=[key, ts_field])
+    keys = index[key].to_numpy()
+    times = _micros(index[ts_field])
+    window = times <= _micros_of(end)
+    if start is not None:
+        window &= times > _micros_of(start)
+    rows = np.flatnonzero(window)
+    order = rows[np.lexsort((rows, times[rows], keys[rows]))]
+    latest = np.sort(order[np.r_[keys[order][1:] != keys[order][:-1], True]]) if len(order) else order
+    first = pd.Timestamp(int(times[rows].min()), unit="us", tz="UTC") if len(rows) else None
+    return latest, len(rows), first
 
 
 def _micros(column: pa.ChunkedArray) -> np.ndarray:
@@ -89,6 +99,21 @@ def write_window(store: FeatureStore, view_name: str, path: Path, start: pd.Time
     if first is not None:
         store.registry.apply_materialization(view, store.project, first.to_pydatetime(), end.to_pydatetime())
     return table.num_rows, in_window
+
+
+def spark_write_window(store: FeatureStore, view_name: str, path: Path, start: pd.Timestamp | None,
+                       end: pd.Timestamp) -> tuple[int, int]:
+    """write_window through Feast's Spark compute engine (`batch_engine: spark.engine` in the store's config):
+    Feast reads the window, keeps the latest row per entity and writes it from the executors through the online
+    store's own online_write_batch, in Arrow batches of the materialization batch size (the driver holds none of
+    the rows when the offline store is Spark). The same online rows as write_window (tests/features/
+    test_spark_materialize.py); Feast records the interval in the registry."""
+    view = store.get_feature_view(view_name)
+    latest, in_window, first = window_index(pq.ParquetFile(path), view, start, end)
+    if first is not None:  # Feast's window is closed at both ends: from the first row (a row at `start` was written)
+        store.materialize(start_date=(start or first).to_pydatetime(), end_date=end.to_pydatetime(),
+                          feature_views=[view_name])
+    return len(latest), in_window
 
 
 def _write_sqlite(store: FeatureStore, online: SqliteOnlineStore, view: FeatureView, rows: list) -> None:

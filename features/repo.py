@@ -4,7 +4,8 @@ features.retrieval (offline) and features.serving (online).
 Layout (everything under the run directory, every path in it relative, so the directory can be moved or copied)::
 
     <run_dir>/feature_repo/
-        feature_store.yaml      project, local provider, file (or spark local[2]) offline store, sqlite/redis online
+        feature_store.yaml      project, local provider, duckdb/file/spark offline store, sqlite/redis online store,
+                                Feast's Spark batch engine where FeatureConfig.batch_engine is spark
         feature_config.json     features.definitions.FeatureConfig of this run (a reopened repo reads it back),
                                 with the repository's own Feast project (its online namespace)
         repo_definitions.py     calls build_definitions, so `feast apply` works from this directory
@@ -12,7 +13,8 @@ Layout (everything under the run directory, every path in it relative, so the di
         data/registry.db, data/online_store.db
         data/sources.json       per source, the sha256 digest of the file as written and its stat (size, mtime,
                                 inode): materialize hashes a source only when its stat no longer matches
-        data/materialized.json  what the online store holds: its identity (project, store, connection) and, per view,
+        data/materialized.json  what the online store holds: its identity (project, store, connection; for sqlite a
+                                token kept inside the file as well) and, per view,
                                 the end materialized up to and the digest of the source it came from
 
 `FeatureRepo(run_dir)` opens an existing repository and never creates one; `FeatureRepo(run_dir, cfg)` creates or
@@ -23,9 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Literal
 
@@ -36,7 +40,7 @@ import pyarrow.parquet as pq
 from feast import FeatureView
 
 from features.definitions import FULL_SERVICE, FeatureConfig, build_definitions
-from features.online_write import write_window
+from features.online_write import spark_write_window, write_window
 from features.retrieval import historical_features
 from features.schema import (
     CF_ITEM_VECTOR,
@@ -54,6 +58,8 @@ from recsys.runtime import resolve_threads
 
 SOURCE_ROW_GROUP = 1024
 """Rows per parquet row group of a source: materialization reads only the groups that hold a view's latest rows."""
+_TOKEN_TABLE = "recsys_online_token"
+"""The one-row table of the sqlite online store that ties it to data/materialized.json."""
 SHAPE_KEYS = ("embedding_dim", "sid_levels", "prefix_dim", "cf_dim")
 """FeatureConfig fields that fix the registered schema (tagged on the views; a run directory keeps them)."""
 
@@ -65,7 +71,7 @@ registry: data/registry.db
 online_store:
 {online}
 offline_store:
-{offline}
+{offline}{batch_engine}
 entity_key_serialization_version: 3
 auth:
     type: no_auth
@@ -85,6 +91,14 @@ _OFFLINE_SPARK = """\
         spark.ui.enabled: "false"
         spark.sql.session.timeZone: "UTC"
         spark.sql.shuffle.partitions: "4\""""
+_BATCH_ENGINE_SPARK = """
+batch_engine:
+    type: spark.engine
+    partitions: {partitions}
+    spark_conf:
+        spark.master: "{master}"
+        spark.ui.enabled: "false"
+        spark.sql.session.timeZone: "UTC\""""
 _DEFINITIONS_STUB = '''\
 """Feast definitions of this run (generated): `feast apply` in this directory registers them."""
 from pathlib import Path
@@ -193,8 +207,12 @@ class FeatureRepo:
                    "file": _OFFLINE_FILE}[self.cfg.offline_store]
         online = (_ONLINE_REDIS.format(connection=self.cfg.redis_connection) if self.cfg.online_store == "redis"
                   else _ONLINE_SQLITE)
+        # sqlite is one file with one writer at a time: one partition writes it; Redis takes the default
+        engine = (_BATCH_ENGINE_SPARK.format(master=self.cfg.spark_master,
+                                             partitions=1 if self.cfg.online_store == "sqlite" else 0)
+                  if self.cfg.batch_engine == "spark" else "")
         write_text(self.repo_dir / "feature_store.yaml",
-                   _YAML.format(project=self.cfg.project, online=online, offline=offline))
+                   _YAML.format(project=self.cfg.project, online=online, offline=offline, batch_engine=engine))
         write_text(self.repo_dir / "feature_config.json", self.cfg.model_dump_json(indent=2))
         write_text(self.repo_dir / "repo_definitions.py", _DEFINITIONS_STUB)
         self._store = None
@@ -387,9 +405,26 @@ class FeatureRepo:
             return {}
         if state.get("online") != self.online_identity():
             return {}
-        if self.cfg.online_store == "sqlite" and not (self.data_dir / "online_store.db").is_file():
-            return {}
+        if self.cfg.online_store == "sqlite" and state.get("token") != self._sqlite_token():
+            return {}  # the file is gone, or was recreated empty (feast apply creates it with empty tables)
         return state["views"]
+
+    def _sqlite_token(self, create: bool = False) -> str | None:
+        """The token this repository keeps inside its sqlite online store (None: no file, or no token in it), so
+        materialized.json describes this very file and not an earlier one at the same path; `create` writes one."""
+        path = self.data_dir / "online_store.db"
+        if not path.is_file() and not create:
+            return None
+        with closing(sqlite3.connect(path)) as conn, conn:
+            if create:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {_TOKEN_TABLE} (token TEXT NOT NULL)")
+            elif not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_TOKEN_TABLE,)).fetchone():
+                return None
+            row = conn.execute(f"SELECT token FROM {_TOKEN_TABLE}").fetchone()
+            if row is None and create:
+                row = (uuid.uuid4().hex,)
+                conn.execute(f"INSERT INTO {_TOKEN_TABLE} VALUES (?)", row)
+        return row[0] if row else None
 
     def check_online_store(self) -> None:
         """Refuse an unreachable Redis server, naming the key, before anything is written to it."""
@@ -417,6 +452,7 @@ class FeatureRepo:
         end = _utc(end_date)
         self.check_online_store()
         self.reanchor_sources()
+        self._start_spark()
         t0 = time.perf_counter()
         per_view = {name: self._materialize_view(name, end) for name in self.paths()}
         secs = time.perf_counter() - t0
@@ -431,7 +467,15 @@ class FeatureRepo:
             raise DataError(f"unknown feature view '{name}'; this repository has {list(self.paths())}")
         self.check_online_store()
         self.reanchor_sources()
+        self._start_spark()
         return self._materialize_view(name, _utc(end_date))
+
+    def _start_spark(self) -> None:
+        """With the Spark batch engine: this project's session (recsys.spark), which Feast's engine then finds."""
+        if self.cfg.batch_engine == "spark":
+            from recsys.spark import spark_session
+
+            spark_session(self.cfg.spark_master)
 
     def _materialize_view(self, name: str, end: pd.Timestamp) -> dict:
         path = self.paths()[name]
@@ -444,9 +488,12 @@ class FeatureRepo:
         start = _utc(prev["end"]) if prev and prev["source"] == digest else None
         rows = written = 0
         if start is None or start < end:
-            written, rows = write_window(self.store, name, path, start, end)
+            write = spark_write_window if self.cfg.batch_engine == "spark" else write_window
+            written, rows = write(self.store, name, path, start, end)
         done[name] = {"end": (end if start is None else max(end, start)).isoformat(), "source": digest, "stat": stat}
-        write_json(self.data_dir / "materialized.json", {"online": self.online_identity(), "views": done})
+        token = self._sqlite_token(create=True) if self.cfg.online_store == "sqlite" else None
+        write_json(self.data_dir / "materialized.json", {"online": self.online_identity(), "views": done,
+                                                          "token": token})
         return {"rows": rows, "written": written}
 
     # ------------------------------------------------------------------ retrieval

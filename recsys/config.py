@@ -15,6 +15,7 @@ refuses settings that contradict it, naming both keys:
 | held-out pair split      | embedding.train.pairs                        | embedding.cre.pairs                       |
 | seed, device             | seed, device                                 | every stage's seed/device the user left   |
 | FeatureService names     | features.definitions.SERVICE_BY_VARIANT      | ranker variants                           |
+| batch engine, Spark      | engine, spark_master                         | embedding inference, features, Feast      |
 """
 
 from __future__ import annotations
@@ -72,12 +73,7 @@ class FeaturesSection(_Section):
 
     offline_store: Literal["duckdb", "file", "spark"] = Field(
         "duckdb", description="duckdb (point-in-time joins in DuckDB over the parquet sources), file (parquet via "
-                              "dask: slower) or spark (local[2] session; point spark_master at a cluster)")
-    spark_master: str = Field("local[2]", description="the Spark master of the Spark offline store and engine: "
-                              "local[N] on one machine, a cluster URL (spark://host:7077, yarn, k8s://...)")
-    engine: Literal["local", "spark"] = Field(
-        "local", description="where the interest mining and point-in-time statistics run: in this process (local) "
-                             "or as Spark jobs on spark_master (features.spark_jobs; the same tables)")
+                              "dask: slower) or spark (a session on spark_master)")
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
     collaborative: bool = Field(True, description="register the ID teacher's user and item vectors and give every "
@@ -125,6 +121,13 @@ class RunConfig(_Section):
     precision: Precision = Field(
         "auto", description="training forward precision of every stage that does not set its own: auto (bf16 "
                             "autocast where the hardware multiplies bf16 natively, else fp32), fp32 or bf16")
+    engine: Literal["local", "spark"] = Field(
+        "local", description="where the batch jobs run: in this process (local), or as Spark jobs on spark_master "
+                             "(embedding inference and semantic IDs, interest mining, point-in-time statistics, "
+                             "materialization through Feast's Spark engine). The outputs are the same (tested), so "
+                             "the engine is in no stage's fingerprint")
+    spark_master: str = Field("local[2]", description="the Spark master of every Spark job and of the Spark offline "
+                              "store: local[N] on one machine, a cluster URL (spark://host:7077, yarn, k8s://...)")
     data: DataConfig = Field(default_factory=DataConfig)
     world: WorldConfig = Field(default_factory=WorldConfig)
     encoders: EncoderConfig = Field(default_factory=EncoderConfig)
@@ -172,7 +175,7 @@ class RunConfig(_Section):
         fc = self.features
         return FeatureConfig(embedding_dim=self.embedding.train.model.embed_dim,
                              sid_levels=self.embedding.semantic_ids.levels, prefix_dim=fc.interests.prefix_dim,
-                             offline_store=fc.offline_store, spark_master=fc.spark_master,
+                             offline_store=fc.offline_store, spark_master=self.spark_master, batch_engine=self.engine,
                              online_store=fc.online_store, redis_connection=fc.redis_connection,
                              num_threads=self.num_threads,
                              cf_dim=self.teachers.two_tower.dim if fc.collaborative else 0)

@@ -26,10 +26,9 @@ STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "simulation": (("ranking",), ("simulation",)),
 }
 RUN_KEYS = ("seed", "device")
-"""Top-level keys every stage depends on."""
-WHERE_NOT_WHAT = frozenset({"features.engine"})
-"""Keys that choose where a stage computes, not what: its artefacts are the same (tested), so changing one
-reuses them."""
+"""Top-level keys every stage depends on. Of the others, num_threads and precision reach the stage configs (and are
+hashed there); engine and spark_master choose where a stage computes, not what (the same artefacts, tested), so
+changing one reuses them."""
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -56,8 +55,6 @@ def stage_inputs(cfg: BaseModel, stage: str, upstream: dict[str, str], content_h
         out[key] = getattr(cfg, key)
     for section in sections:
         _flatten(_section(cfg, section), section, out)
-    for key in WHERE_NOT_WHAT:
-        out.pop(key, None)
     for up in ups:
         out[f"<{up} stage>"] = upstream[up]
     if "data" in ups and content_hash is not None:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -37,6 +38,9 @@ from recsys.errors import ConfigError
 from recsys.fingerprints import changed_keys, fingerprint, stage_inputs
 from recsys.io import atomic_file, write_json, write_parquet
 from recsys.runtime import cpu_threads, seeded
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +154,47 @@ def _write_embeddings(ctx: RunContext, model_dir: Path, out: Path, tag: str) -> 
                               f"{encoded.modalities()})")
         for m in present:
             encoded = encoded.without(m)
+    spark, group = _spark(ctx, f"inference-{tag}", f"item embeddings and semantic IDs of the {tag} model")
+    batch_size = ctx.cfg.embedding.train.infer_batch_size
     t0 = time.perf_counter()
-    emb = embed_items(model, encoded, ctx.cfg.embedding.train.infer_batch_size, ctx.cfg.device)
+    if spark is None:
+        emb = embed_items(model, encoded, batch_size, ctx.cfg.device)
+    else:
+        from embedding.spark_infer import spark_embed_items
+
+        emb = spark_embed_items(spark, model_dir, encoded, out / "inference_shards", batch_size, ctx.cfg.device)
     infer_items_per_s = len(emb) / max(time.perf_counter() - t0, 1e-9)
     sid_model = ResidualKMeans.from_config(ctx.cfg.embedding.semantic_ids).fit(emb)
     sid_model.save(out / "semantic_ids.npz")
+    if spark is None:
+        sids = sid_model.encode(emb)
+    else:
+        from embedding.spark_infer import spark_semantic_ids
+
+        sids = spark_semantic_ids(spark, sid_model, emb)
     version = f"omni-{tag}-{ctx.ds.manifest.content_hash[:8]}"
-    path = write_item_embeddings(ctx.ds, ctx.encoded.item_ids, emb, sid_model.encode(emb), version,
-                                 out / "item_embeddings.parquet")
+    path = write_item_embeddings(ctx.ds, ctx.encoded.item_ids, emb, sids, version, out / "item_embeddings.parquet")
     return {"item_embeddings": str(path), "model_version": version, "infer_items_per_s": infer_items_per_s,
-            "semantic_ids": sid_model.stats(emb)}
+            "semantic_ids": sid_model.stats(emb), **_spark_jobs(spark, group)}
+
+
+def _spark(ctx: RunContext, group: str, description: str) -> tuple[SparkSession | None, str]:
+    """The run's Spark session with its next jobs grouped under `group` (engine: spark), or None (local)."""
+    if ctx.cfg.engine != "spark":
+        return None, group
+    from recsys.spark import spark_session
+
+    spark = spark_session(ctx.cfg.spark_master)
+    spark.sparkContext.setJobGroup(group, description)
+    return spark, group
+
+
+def _spark_jobs(spark: SparkSession | None, group: str) -> dict:
+    """{"spark": {"master", "jobs"}}: the proof a stage's batch jobs ran there ({} when local)."""
+    if spark is None:
+        return {}
+    jobs = spark.sparkContext.statusTracker().getJobIdsForGroup(group)
+    return {"spark": {"master": spark.sparkContext.master, "jobs": len(jobs)}}
 
 
 def stage_teachers(ctx: RunContext) -> dict:
@@ -217,17 +252,11 @@ def stage_features(ctx: RunContext) -> dict:
 
     start, end = _snapshot_range(ctx.ds)
     fcfg = ctx.cfg.feature_config()
-    spark = None
-    if ctx.cfg.features.engine == "spark":
-        from recsys.spark import spark_session
-
-        spark = spark_session(ctx.cfg.features.spark_master)
     out = {"snapshot_start": start.isoformat(), "snapshot_end": end.isoformat(), "sets": {}}
     for es in embedding_sets(ctx):
         item_emb = pd.read_parquet(es.item_embeddings)
         t0 = time.perf_counter()
-        if spark is not None:  # the set's Spark jobs, counted below: the proof they ran there
-            spark.sparkContext.setJobGroup(f"features-{es.name}", f"feature tables of {es.name}")
+        spark, group = _spark(ctx, f"features-{es.name}", f"feature tables of {es.name}")
         tables = build_feature_tables(ctx.ds, item_emb, start, end, fcfg, ctx.cfg.features.interests,
                                       ctx.cfg.features.stats, spark=spark)
         if fcfg.cf_dim:
@@ -239,11 +268,8 @@ def stage_features(ctx: RunContext) -> dict:
         positives = ctx.ds.interactions.loc[ctx.ds.is_positive(ctx.ds.interactions)]
         out["sets"][es.name] = {"rows": {k: len(v) for k, v in tables.items()}, "build_seconds": build_s,
                                 "interest_skips": interest_skips(positives, item_emb),
-                                "materialize": repo.materialize(end), "repo": str(repo.run_dir)}
-        if spark is not None:
-            tracker = spark.sparkContext.statusTracker()
-            out["sets"][es.name]["spark"] = {"master": spark.sparkContext.master,
-                                             "jobs": len(tracker.getJobIdsForGroup(f"features-{es.name}"))}
+                                "materialize": repo.materialize(end), "repo": str(repo.run_dir),
+                                **_spark_jobs(spark, group)}
     return out
 
 

@@ -68,3 +68,35 @@ class EncodedItems:
             name = modality.removeprefix("vec_")
             precomputed[name] = np.full_like(self.precomputed[name], np.nan)
         return replace(self, text=text, image_mask=image_mask, audio_mask=audio_mask, precomputed=precomputed)
+
+    def take(self, idx: np.ndarray) -> EncodedItems:
+        """Rows `idx` of every modality, in that order (`info` is kept)."""
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return replace(self, item_ids=self.item_ids[idx], text=self.text.take(idx), pooled_text=self.pooled_text[idx],
+                       image=pick(self.image), image_mask=pick(self.image_mask), audio=pick(self.audio),
+                       audio_mask=pick(self.audio_mask),
+                       precomputed={k: v[idx] for k, v in self.precomputed.items()})
+
+
+_ARRAYS = ("item_ids", "pooled_text", "image", "image_mask", "audio", "audio_mask")
+
+
+def save_encoded(encoded: EncodedItems, path) -> None:
+    """One .npz of the encoder outputs (no pickles; `info` is not kept): what a Spark executor reads its share of
+    the catalogue from (embedding.spark_infer)."""
+    arrays = {k: getattr(encoded, k) for k in _ARRAYS if getattr(encoded, k) is not None}
+    arrays |= {"text_tokens": encoded.text.tokens, "text_field": encoded.text.field,
+               "audio_kind": np.array(encoded.audio_kind)}
+    arrays |= {f"vec__{k}": v for k, v in encoded.precomputed.items()}
+    np.savez(path, **arrays)
+
+
+def load_encoded(path) -> EncodedItems:
+    """The EncodedItems save_encoded wrote."""
+    with np.load(path, allow_pickle=False) as z:
+        get = lambda k: z[k] if k in z.files else None  # noqa: E731
+        return EncodedItems(
+            item_ids=z["item_ids"], text=TextTokens(z["text_tokens"], z["text_field"]), pooled_text=z["pooled_text"],
+            image=get("image"), image_mask=get("image_mask"), audio=get("audio"), audio_mask=get("audio_mask"),
+            audio_kind=str(z["audio_kind"]),
+            precomputed={k.removeprefix("vec__"): z[k] for k in z.files if k.startswith("vec__")})

@@ -88,6 +88,21 @@ def test_materialize_online_matches_offline_and_is_idempotent(fw, world, tmp_pat
     assert materialize_repo(repo.run_dir, t2)["total_rows"] == 0
 
 
+def test_a_recreated_sqlite_store_is_materialized_again(fw, world, tmp_path):
+    """A deleted online store that `feast apply` (or the features stage) creates again, empty, is not mistaken for
+    the one materialized.json describes: materialize fills it again instead of finding nothing new."""
+    items, ev = world
+    repo = fw.build_repo(tmp_path / "run", items, ev)
+    t = fw.START + pd.Timedelta(days=9)
+    first = repo.materialize(t)
+    served = repo.online(1, [100, 101])
+    (repo.data_dir / "online_store.db").unlink()
+    repo = fw.build_repo(tmp_path / "run", items, ev)  # write + apply: the file is back, with empty tables
+    assert (repo.data_dir / "online_store.db").is_file() and repo.materialized() == {}
+    assert repo.materialize(t)["rows"] == first["rows"]
+    pd.testing.assert_frame_equal(repo.online(1, [100, 101]), served)
+
+
 def test_sources_are_hashed_once_where_written_and_again_only_when_changed_elsewhere(fw, world, tmp_path,
                                                                                     monkeypatch):
     """The write records each source's digest; materialize reuses it while the file's stat matches, and a source
