@@ -11,7 +11,10 @@ import os
 import platform
 import re
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
@@ -45,6 +48,21 @@ def machine() -> str:
         cores = os.cpu_count() or 1
     return (f"{cores} usable cores, {model}, Python {platform.python_version()}, load average {load_average()} "
             f"(1, 5, 15 min), {dt.date.today().isoformat()}")
+
+
+def reference_seconds(repeats: int = 3) -> float:
+    """Best-of-`repeats` seconds of a fixed single-threaded workload (sorting 4M floats and a 10M-step Python loop):
+    timings of one run divided by it compare across hours on which the same machine runs faster or slower."""
+    x = np.random.default_rng(0).random(4_000_000)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.sort(x)
+        total = 0
+        for i in range(10_000_000):
+            total += i & 7
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def ratio(project: float, reference: float) -> str:

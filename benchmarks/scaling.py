@@ -28,7 +28,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._report import machine, replace_section  # noqa: E402
+from benchmarks._report import machine, reference_seconds, replace_section  # noqa: E402
 from recsys.io import write_json  # noqa: E402
 from recsys.pipeline import STAGES  # noqa: E402
 
@@ -105,8 +105,9 @@ def main() -> None:
                 for db in run_dir.glob("**/feature_repo/data/online_store.db") if spark else ():
                     db.unlink()
                 with held(args.lock):
+                    reference = reference_seconds()  # the machine's speed at this stage's hour
                     timing = run_stage(run_dir, args.config, stage, overrides, force=spark)
-                record[key] = {**timing, "impressions": impressions(run_dir)}
+                record[key] = {**timing, "reference_s": reference, "impressions": impressions(run_dir)}
                 print(key, json.dumps(record[key]), flush=True)
                 write_json(record_path, record)  # atomically: an interrupted run resumes from it
     rows = [{"world": k.split("/")[0], "engine": k.split("/")[1], "stage": k.split("/")[2], **v}
@@ -124,8 +125,11 @@ def main() -> None:
                 row[f"{w} peak MB"] = f"{g.loc[w, 'peak_mb']:.0f}"
         if len(scales) >= 2 and all(w in g.index for w in scales[-2:]):
             a, b = g.loc[scales[-2]], g.loc[scales[-1]]
-            row[f"k ({scales[-2]}->{scales[-1]})"] = (
-                f"{math.log(b['wall_s'] / a['wall_s']) / math.log(b['impressions'] / a['impressions']):.2f}")
+            grow = math.log(b["impressions"] / a["impressions"])
+            row[f"k ({scales[-2]}->{scales[-1]})"] = f"{math.log(b['wall_s'] / a['wall_s']) / grow:.2f}"
+            speed = a.get("reference_s", math.nan) / b.get("reference_s", math.nan)  # > 1: the machine slowed
+            if speed == speed:
+                row["k, reference-normalised"] = f"{math.log(b['wall_s'] / a['wall_s'] * speed) / grow:.2f}"
         lines.append(row)
     text = pd.DataFrame(lines).fillna("").to_markdown(index=False)
     sizes = ", ".join(f"{w}: {int(frame.loc[frame['world'] == w, 'impressions'].iloc[0]):,} impressions"
@@ -134,7 +138,10 @@ def main() -> None:
     if args.write:
         replace_section("Scaling", f"`benchmarks/scaling.py --scales {args.scales}`; {machine()}. Worlds: {sizes}. "
                                    f"Each stage in its own process; k = growth exponent of wall time with "
-                                   f"impressions.\n\n{text}\n")
+                                   f"impressions; reference-normalised: each wall time divided by a fixed "
+                                   f"single-threaded workload timed just before the stage (benchmarks/_report.py "
+                                   f"reference_seconds), which takes out a machine that ran faster or slower "
+                                   f"between the two runs.\n\n{text}\n")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from embedding.encoders.types import load_encoded, save_encoded
 from embedding.infer import embed_items
+from embedding.model import OmniEmbeddingModel
 from embedding.semantic_ids import ResidualKMeans
 from embedding.spark_infer import SHARD_BATCHES, spark_embed_items, spark_semantic_ids
 
@@ -37,10 +39,16 @@ def test_encoded_items_round_trip(make_encoded, tmp_path):
     assert np.array_equal(enc.take(rows).item_ids, enc.item_ids[rows])
 
 
-def test_spark_inference_and_semantic_ids_equal_the_local_path(spark, model, make_encoded, tmp_path):
-    enc = make_encoded(n=300, seed=3)
+@pytest.mark.parametrize("shape", ["omni", "movielens"])
+def test_spark_inference_and_semantic_ids_equal_the_local_path(spark, tiny_config, make_encoded, tmp_path, shape):
+    """omni: text, images, audio and a precomputed vector; movielens: text and one poster, nothing else."""
+    enc = make_encoded(n=300, seed=3) if shape == "omni" else make_encoded(n=300, seed=4, audio=False, pre=False,
+                                                                             frames=1)
     batch = 8
     assert len(enc) > 2 * batch * SHARD_BATCHES and len(enc) % (batch * SHARD_BATCHES)  # 3 shards, one partial
+    torch.manual_seed(0)
+    model = OmniEmbeddingModel(tiny_config(enc)).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.02)  # as after training: the fusion path shows in the outputs
     model_dir = tmp_path / "model"
     model.save_pretrained(model_dir)
     for dim in (None, 16):
