@@ -58,6 +58,7 @@ class FeatureConfig(BaseModel):
         "duckdb", description="Feast offline store: duckdb (default: point-in-time joins in DuckDB), file (dask) or "
                               "spark (spark_master)")
     spark_master: str = PField("local[2]", description="the Spark master of the spark offline store and batch engine")
+    spark_conf: dict[str, str] = PField(default_factory=dict, description="Spark settings over recsys.spark's")
     batch_engine: Literal["local", "spark"] = PField(
         "local", description="materialization: features.online_write in this process (local) or Feast's Spark "
                              "compute engine on spark_master (spark)")

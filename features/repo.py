@@ -55,6 +55,7 @@ from features.serving import OnlineReader
 from recsys.errors import ConfigError, DataError
 from recsys.io import atomic_file, write_json, write_text
 from recsys.runtime import resolve_threads
+from recsys.spark import DEFAULT_CONF
 
 SOURCE_ROW_GROUP = 1024
 """Rows per parquet row group of a source: materialization reads only the groups that hold a view's latest rows."""
@@ -87,18 +88,13 @@ _OFFLINE_DUCKDB = "    type: duckdb"
 _OFFLINE_SPARK = """\
     type: spark
     spark_conf:
-        spark.master: "{master}"
-        spark.ui.enabled: "false"
-        spark.sql.session.timeZone: "UTC"
-        spark.sql.shuffle.partitions: "4\""""
+{conf}"""
 _BATCH_ENGINE_SPARK = """
 batch_engine:
     type: spark.engine
     partitions: {partitions}
     spark_conf:
-        spark.master: "{master}"
-        spark.ui.enabled: "false"
-        spark.sql.session.timeZone: "UTC\""""
+{conf}"""
 _DEFINITIONS_STUB = '''\
 """Feast definitions of this run (generated): `feast apply` in this directory registers them."""
 from pathlib import Path
@@ -203,13 +199,13 @@ class FeatureRepo:
             if d.exists() and not d.is_dir():
                 raise DataError(f"{d} is a file, not a directory; pass a run directory")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        offline = {"spark": _OFFLINE_SPARK.format(master=self.cfg.spark_master), "duckdb": _OFFLINE_DUCKDB,
+        conf = self._spark_conf_yaml()
+        offline = {"spark": _OFFLINE_SPARK.format(conf=conf), "duckdb": _OFFLINE_DUCKDB,
                    "file": _OFFLINE_FILE}[self.cfg.offline_store]
         online = (_ONLINE_REDIS.format(connection=self.cfg.redis_connection) if self.cfg.online_store == "redis"
                   else _ONLINE_SQLITE)
         # sqlite is one file with one writer at a time: one partition writes it; Redis takes the default
-        engine = (_BATCH_ENGINE_SPARK.format(master=self.cfg.spark_master,
-                                             partitions=1 if self.cfg.online_store == "sqlite" else 0)
+        engine = (_BATCH_ENGINE_SPARK.format(conf=conf, partitions=1 if self.cfg.online_store == "sqlite" else 0)
                   if self.cfg.batch_engine == "spark" else "")
         write_text(self.repo_dir / "feature_store.yaml",
                    _YAML.format(project=self.cfg.project, online=online, offline=offline, batch_engine=engine))
@@ -217,6 +213,13 @@ class FeatureRepo:
         write_text(self.repo_dir / "repo_definitions.py", _DEFINITIONS_STUB)
         self._store = None
         self._readers = {}
+
+    def _spark_conf_yaml(self) -> str:
+        """The settings of a session Feast starts itself (the Feast CLI): recsys.spark's, the config's on top."""
+        conf = {"spark.master": self.cfg.spark_master, "spark.ui.enabled": "false",
+                "spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "4", **DEFAULT_CONF,
+                **self.cfg.spark_conf}
+        return "\n".join(f"        {k}: {json.dumps(str(v))}" for k, v in conf.items())
 
     def registered_shape(self) -> dict[str, int]:
         """The SHAPE_KEYS recorded in the registry's view tags ({} before the first apply)."""
@@ -475,7 +478,7 @@ class FeatureRepo:
         if self.cfg.batch_engine == "spark":
             from recsys.spark import spark_session
 
-            spark_session(self.cfg.spark_master)
+            spark_session(self.cfg.spark_master, conf=self.cfg.spark_conf)
 
     def _materialize_view(self, name: str, end: pd.Timestamp) -> dict:
         path = self.paths()[name]

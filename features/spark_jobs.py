@@ -10,11 +10,15 @@ features.interests) row for row, for users who outgrow one machine.
   broadcast once to every executor.
 
 Inputs are Spark DataFrames (read from the dataset's parquet on a cluster) or pandas frames (converted here); the
-outputs come back as pandas frames sorted like the local path's.
+outputs come back as pandas frames sorted like the local path's. They come back through parquet that the executors
+write under `scratch_dir` (on a cluster: a directory the driver shares with them), not through the driver's JVM:
+collecting them there (toPandas) needs the whole table on its heap at once.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,13 +53,23 @@ def _us(column: str):
     return F.unix_micros(F.col(column))
 
 
+def _collect(frame: DataFrame, scratch_dir: str | Path | None) -> pd.DataFrame:
+    """The frame as pandas, written as parquet by the executors and read back here (temporary, removed)."""
+    if scratch_dir is not None:
+        Path(scratch_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="spark-") as tmp:
+        frame.write.parquet(f"{tmp}/table")
+        return pd.read_parquet(f"{tmp}/table")
+
+
 def _to_local(pdf: pd.DataFrame, sort: list[str]) -> pd.DataFrame:
     pdf["event_timestamp"] = pd.to_datetime(pdf["event_timestamp"], utc=True).dt.as_unit("us")
     return pdf.sort_values(sort, kind="stable").reset_index(drop=True)
 
 
 def spark_entity_stats(spark: SparkSession, interactions, snapshot_times, key: str, prefix: str,
-                       cfg: StatsConfig | None = None, positive: str = "positive") -> pd.DataFrame:
+                       cfg: StatsConfig | None = None, positive: str = "positive",
+                       scratch_dir: str | Path | None = None) -> pd.DataFrame:
     """features.statistics.entity_stats on Spark. interactions: key, timestamp and a boolean `positive` column."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -86,7 +100,7 @@ def spark_entity_stats(spark: SparkSession, interactions, snapshot_times, key: s
                    F.col("pos_cum").alias(f"{prefix}_positives"),
                    ((F.col("pos_cum") + F.lit(m) * F.col("prior")) / (F.col("imp_cum") + F.lit(m)))
                    .cast("float").alias(f"{prefix}_positive_rate")))
-    pdf = out.toPandas()
+    pdf = _collect(out, scratch_dir)
     for c in (key, f"{prefix}_impressions", f"{prefix}_positives"):
         pdf[c] = pdf[c].astype(np.int64)
     pdf[f"{prefix}_positive_rate"] = pdf[f"{prefix}_positive_rate"].astype(np.float32)
@@ -94,8 +108,8 @@ def spark_entity_stats(spark: SparkSession, interactions, snapshot_times, key: s
 
 
 def spark_mine_interests(spark: SparkSession, interactions_positive, item_embeddings: pd.DataFrame,
-                         snapshot_times, cfg: InterestConfig, *, sid_levels: int, buckets: int | None = None
-                         ) -> pd.DataFrame:
+                         snapshot_times, cfg: InterestConfig, *, sid_levels: int, buckets: int | None = None,
+                         scratch_dir: str | Path | None = None) -> pd.DataFrame:
     """features.interests.mine_interests on Spark: every bucket of users mined by the same function."""
     from pyspark.sql import functions as F
 
@@ -113,7 +127,7 @@ def spark_mine_interests(spark: SparkSession, interactions_positive, item_embedd
     schema = ", ".join(f"{c} {t}" for c, t in INTEREST_TYPES.items())
     mined = (ev.withColumn("bucket", F.pmod(F.xxhash64("user_id"), F.lit(n)))
              .groupBy("bucket").applyInPandas(mine, schema))
-    pdf = mined.toPandas()
+    pdf = _collect(mined, scratch_dir)
     items.unpersist()
     if pdf.empty:
         return mine_interests(_empty_events(), item_embeddings, snaps, cfg, sid_levels=sid_levels)

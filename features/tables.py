@@ -6,6 +6,7 @@ same one the repository's schema is built from); an InterestConfig given beside 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -35,12 +36,14 @@ def interest_config_for(cfg: FeatureConfig, interest_cfg: InterestConfig | None 
 
 def build_feature_tables(ds: Dataset, item_embeddings: pd.DataFrame, start, end, cfg: FeatureConfig,
                          interest_cfg: InterestConfig | None = None, stats_cfg: StatsConfig | None = None,
-                         spark: SparkSession | None = None) -> dict[str, pd.DataFrame]:
+                         spark: SparkSession | None = None, scratch_dir: str | Path | None = None
+                         ) -> dict[str, pd.DataFrame]:
     """All four source tables (features.schema.SOURCES), with daily snapshots from start's day to end's day.
 
     Interests use ds's positive interactions, stats all interactions (every row is an impression); both only
     count events strictly before each snapshot, so every period may be used (contracts: point-in-time rule).
-    With `spark` the interests and statistics run as Spark jobs (features.spark_jobs): the same tables.
+    With `spark` the interests and statistics run as Spark jobs (features.spark_jobs): the same tables, back
+    through parquet under `scratch_dir` (None: the system's temporary directory; a cluster needs a shared one).
     """
     interest_cfg = interest_config_for(cfg, interest_cfg)
     snaps = daily_snapshots(start, end)
@@ -53,9 +56,12 @@ def build_feature_tables(ds: Dataset, item_embeddings: pd.DataFrame, start, end,
         events.cache()
         tables = {"item_embedding": item_embeddings,
                   "user_interests": spark_mine_interests(spark, events.where("positive"), item_embeddings, snaps,
-                                                         interest_cfg, sid_levels=cfg.sid_levels),
-                  "item_stats": spark_entity_stats(spark, events, snaps, "item_id", "item", stats_cfg),
-                  "user_stats": spark_entity_stats(spark, events, snaps, "user_id", "user", stats_cfg)}
+                                                         interest_cfg, sid_levels=cfg.sid_levels,
+                                                         scratch_dir=scratch_dir),
+                  "item_stats": spark_entity_stats(spark, events, snaps, "item_id", "item", stats_cfg,
+                                                   scratch_dir=scratch_dir),
+                  "user_stats": spark_entity_stats(spark, events, snaps, "user_id", "user", stats_cfg,
+                                                   scratch_dir=scratch_dir)}
         events.unpersist()
         return tables
     return {

@@ -15,7 +15,7 @@ refuses settings that contradict it, naming both keys:
 | held-out pair split      | embedding.train.pairs                        | embedding.cre.pairs                       |
 | seed, device             | seed, device                                 | every stage's seed/device the user left   |
 | FeatureService names     | features.definitions.SERVICE_BY_VARIANT      | ranker variants                           |
-| batch engine, Spark      | engine, spark_master                         | embedding inference, features, Feast      |
+| batch engine, Spark      | engine, spark_master, spark_conf             | embedding inference, features, Feast      |
 """
 
 from __future__ import annotations
@@ -128,6 +128,9 @@ class RunConfig(_Section):
                              "the engine is in no stage's fingerprint")
     spark_master: str = Field("local[2]", description="the Spark master of every Spark job and of the Spark offline "
                               "store: local[N] on one machine, a cluster URL (spark://host:7077, yarn, k8s://...)")
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict, description="Spark settings of the session every Spark job runs in, over "
+        "recsys.spark.DEFAULT_CONF (e.g. spark.driver.memory, spark.executor.memory, spark.executor.instances)")
     data: DataConfig = Field(default_factory=DataConfig)
     world: WorldConfig = Field(default_factory=WorldConfig)
     encoders: EncoderConfig = Field(default_factory=EncoderConfig)
@@ -175,7 +178,8 @@ class RunConfig(_Section):
         fc = self.features
         return FeatureConfig(embedding_dim=self.embedding.train.model.embed_dim,
                              sid_levels=self.embedding.semantic_ids.levels, prefix_dim=fc.interests.prefix_dim,
-                             offline_store=fc.offline_store, spark_master=self.spark_master, batch_engine=self.engine,
+                             offline_store=fc.offline_store, spark_master=self.spark_master,
+                             spark_conf=self.spark_conf, batch_engine=self.engine,
                              online_store=fc.online_store, redis_connection=fc.redis_connection,
                              num_threads=self.num_threads,
                              cf_dim=self.teachers.two_tower.dim if fc.collaborative else 0)

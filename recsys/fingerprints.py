@@ -27,8 +27,8 @@ STAGE_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 RUN_KEYS = ("seed", "device")
 """Top-level keys every stage depends on. Of the others, num_threads and precision reach the stage configs (and are
-hashed there); engine and spark_master choose where a stage computes, not what (the same artefacts, tested), so
-changing one reuses them."""
+hashed there); engine, spark_master and spark_conf choose where a stage computes, not what (the same artefacts,
+tested), so changing one reuses them."""
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:

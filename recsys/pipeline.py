@@ -184,7 +184,7 @@ def _spark(ctx: RunContext, group: str, description: str) -> tuple[SparkSession 
         return None, group
     from recsys.spark import spark_session
 
-    spark = spark_session(ctx.cfg.spark_master)
+    spark = spark_session(ctx.cfg.spark_master, conf=ctx.cfg.spark_conf)
     spark.sparkContext.setJobGroup(group, description)
     return spark, group
 
@@ -258,7 +258,7 @@ def stage_features(ctx: RunContext) -> dict:
         t0 = time.perf_counter()
         spark, group = _spark(ctx, f"features-{es.name}", f"feature tables of {es.name}")
         tables = build_feature_tables(ctx.ds, item_emb, start, end, fcfg, ctx.cfg.features.interests,
-                                      ctx.cfg.features.stats, spark=spark)
+                                      ctx.cfg.features.stats, spark=spark, scratch_dir=es.repo_dir / "spark_scratch")
         if fcfg.cf_dim:
             tables.update(collaborative_tables(*_id_teacher_vectors(ctx)))
         build_s = time.perf_counter() - t0

@@ -17,10 +17,15 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 WORKER_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+DEFAULT_CONF = {"spark.driver.memory": "4g", "spark.driver.maxResultSize": "3g"}
+"""Spark's 1g driver heap runs out collecting the demo world's interest tables (the job then hangs: the thread
+that receives task results dies); `spark_conf` in the run config overrides these and adds any other setting."""
 
 
-def spark_session(master: str = "local[2]", shuffle_partitions: int | None = None) -> SparkSession:
-    """The active session if there is one (its master wins), else a new one on `master`."""
+def spark_session(master: str = "local[2]", shuffle_partitions: int | None = None,
+                  conf: dict[str, str] | None = None) -> SparkSession:
+    """The active session if there is one (its master and settings win), else a new one on `master` with
+    DEFAULT_CONF updated by `conf`."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
@@ -36,6 +41,8 @@ def spark_session(master: str = "local[2]", shuffle_partitions: int | None = Non
                .config("spark.driver.bindAddress", os.environ["SPARK_LOCAL_IP"]))
     for key, value in WORKER_THREADS.items():
         builder = builder.config(f"spark.executorEnv.{key}", value)
+    for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
+        builder = builder.config(key, value)
     return builder.getOrCreate()
 
 
