@@ -56,3 +56,14 @@ def tiny_run(tmp_path_factory) -> Path:
     shutil.copytree(run_dir / "stages", reference / "stages")
     shutil.copy(run_dir / "results.md", reference / "results.md")
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] Spark session for every test that runs Spark in this process (a start costs ~7 s); Feast's
+    Spark offline store and engine find it as the active session."""
+    from recsys.spark import spark_session
+
+    session = spark_session("local[2]")
+    yield session
+    session.stop()

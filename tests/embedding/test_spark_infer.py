@@ -16,14 +16,6 @@ from embedding.spark_infer import SHARD_BATCHES, spark_embed_items, spark_semant
 pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from recsys.spark import spark_session
-
-    session = spark_session("local[2]")
-    yield session
-    session.stop()
-
 
 def test_encoded_items_round_trip(make_encoded, tmp_path):
     enc = make_encoded(n=30)

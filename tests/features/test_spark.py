@@ -15,16 +15,11 @@ pytestmark = pytest.mark.spark
 
 
 @pytest.fixture(scope="module")
-def repos(fw, tmp_path_factory):
+def repos(fw, tmp_path_factory, spark):
     items, ev = fw.make_world(seed=5)
     file_repo = fw.build_repo(tmp_path_factory.mktemp("file"), items, ev, offline_store="file")
     spark_repo = fw.build_repo(tmp_path_factory.mktemp("spark"), items, ev, offline_store="spark")
-    yield file_repo, spark_repo
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        active.stop()
+    return file_repo, spark_repo
 
 
 def test_spark_historical_equals_file_store(fw, repos):

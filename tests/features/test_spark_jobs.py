@@ -14,14 +14,6 @@ from features.statistics import StatsConfig, item_stats, user_stats
 pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from recsys.spark import spark_session
-
-    session = spark_session("local[2]")
-    yield session
-    session.stop()
-
 
 def assert_interests_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert list(a.columns) == list(b.columns) == list(INTEREST_TYPES)

@@ -14,14 +14,6 @@ pytestmark = pytest.mark.spark
 WINDOWS = (5, 9)  # days after fw.START: materialize up to day 5, then on to day 9
 
 
-@pytest.fixture(scope="module", autouse=True)
-def spark():
-    from recsys.spark import spark_session
-
-    session = spark_session("local[2]")
-    yield session
-    session.stop()
-
 
 def _sqlite_rows(repo) -> dict[str, list]:
     conn = sqlite3.connect(repo.data_dir / "online_store.db")
@@ -35,7 +27,7 @@ def _materialize_twice(repo, fw) -> list[dict]:
 
 
 @pytest.mark.parametrize("offline_store", ["duckdb", "spark"])
-def test_spark_engine_writes_the_local_sqlite_rows(fw, world, tmp_path, offline_store):
+def test_spark_engine_writes_the_local_sqlite_rows(spark, fw, world, tmp_path, offline_store):
     items, ev = world
     local = fw.build_repo(tmp_path / "local", items, ev)
     spark = fw.build_repo(tmp_path / "spark", items, ev, project=local.cfg.project, batch_engine="spark",
@@ -53,7 +45,7 @@ def test_spark_engine_writes_the_local_sqlite_rows(fw, world, tmp_path, offline_
     assert max(e for _, e in view.materialization_intervals).date() == (fw.START + pd.Timedelta(days=9)).date()
 
 
-def test_spark_engine_into_redis_serves_the_local_frames(fw, world, redis_server, tmp_path):
+def test_spark_engine_into_redis_serves_the_local_frames(spark, fw, world, redis_server, tmp_path):
     items, ev = world
     t = fw.START + pd.Timedelta(days=WINDOWS[-1])
     cands = [*items["item_id"], 99999]
