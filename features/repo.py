@@ -113,6 +113,31 @@ for _obj in build_definitions(_paths, _cfg):
 '''
 
 
+def _write_source(df: pd.DataFrame, path: Path, with_row_time: bool) -> None:
+    """`df` as a source file: UTC microsecond timestamps, in time order (stable: the latest rows of every entity
+    share the last row groups, features.online_write), row groups of SOURCE_ROW_GROUP rows, and the row_time column
+    where asked. Written group by group from the sorted positions, so a source of any size costs one row group of
+    memory on top of `df` (no sorted copy of the whole table, no whole Arrow table)."""
+    times = pd.to_datetime(df["event_timestamp"], utc=True).dt.as_unit("us").reset_index(drop=True)
+    order = np.argsort(times.astype(np.int64).to_numpy(), kind="stable")
+    writer, schema = None, None
+    try:
+        for start in range(0, max(len(df), 1), SOURCE_ROW_GROUP):
+            rows = order[start:start + SOURCE_ROW_GROUP]
+            chunk = df.iloc[rows].reset_index(drop=True)
+            chunk["event_timestamp"] = times.iloc[rows].reset_index(drop=True)
+            if with_row_time:
+                chunk[ROW_TIME] = chunk["event_timestamp"].astype(np.int64)  # microseconds: the unit is set above
+            table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(path, schema, coerce_timestamps="us", allow_truncated_timestamps=True)
+            writer.write_table(table, row_group_size=SOURCE_ROW_GROUP)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
 def _lengths(column: pd.Series) -> np.ndarray:
     """Length of each list value (-1 = missing)."""
     return column.map(lambda v: -1 if v is None else len(v)).to_numpy(np.int64)
@@ -299,17 +324,9 @@ class FeatureRepo:
             elif name in ("user_cf", "item_cf"):
                 column, key = (CF_USER_VECTOR, "user_id") if name == "user_cf" else (CF_ITEM_VECTOR, "item_id")
                 self.check_embedding_dim(df, file, column, key, self.cfg.cf_dim)
-            df = df.copy()
-            df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True).dt.as_unit("us")
-            # time order: the latest rows of every entity share the last row groups (features.online_write)
-            df = df.sort_values("event_timestamp", kind="stable", ignore_index=True)
-            if name in ROW_TIME_SOURCES:
-                df[ROW_TIME] = df["event_timestamp"].astype(np.int64)  # microseconds: the unit is set just above
-            table = pa.Table.from_pandas(df, preserve_index=False)
             path = self.paths()[name]
             with atomic_file(path) as tmp:
-                pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=True,
-                               row_group_size=SOURCE_ROW_GROUP)
+                _write_source(df, tmp, with_row_time=name in ROW_TIME_SOURCES)
             written[name] = path
         digests = self._source_digests()
         digests.update({name: {"digest": _digest(path), "stat": _stat_key(path)} for name, path in written.items()})
