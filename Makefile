@@ -44,8 +44,9 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-logo
 
+# the 25 slowest tests are listed at the end: where the suite's time goes
 test: lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=25
 
 test-fast: install
 	$(PY) -m pytest tests -m "not slow"
