@@ -190,3 +190,31 @@ def test_registry_with_absolute_source_paths_is_reanchored(fw, world, tmp_path):
     got = moved.historical(edf)
     assert moved.store.get_feature_view("item_stats").batch_source.path == "data/item_stats.parquet"
     assert not got["unknown_user"].any() and not got["unknown_item"].any()
+
+
+@pytest.mark.parametrize("n", [0, 1, 2500])
+def test_sources_are_written_in_time_order_row_group_by_row_group(tmp_path, n):
+    """The streamed writer gives the file that sorting the whole frame and writing it at once gives: stable time
+    order (ties keep their input order), row groups of SOURCE_ROW_GROUP, UTC microseconds, the row_time column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from features.repo import SOURCE_ROW_GROUP, _write_source
+    from features.schema import ROW_TIME
+
+    rng = np.random.default_rng(n)
+    df = pd.DataFrame({"user_id": np.arange(n, dtype=np.int64),
+                       "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC")
+                       + pd.to_timedelta(rng.integers(0, 30, n), unit="D"),  # many ties
+                       "vec": [rng.random(3, dtype=np.float32) for _ in range(n)]})
+    _write_source(df, tmp_path / "streamed.parquet", with_row_time=True)
+    want = df.assign(event_timestamp=df["event_timestamp"].dt.as_unit("us")).sort_values(
+        "event_timestamp", kind="stable", ignore_index=True)
+    want[ROW_TIME] = want["event_timestamp"].astype(np.int64)
+    pq.write_table(pa.Table.from_pandas(want, preserve_index=False), tmp_path / "whole.parquet",
+                   row_group_size=SOURCE_ROW_GROUP)
+    streamed, whole = pq.ParquetFile(tmp_path / "streamed.parquet"), pq.ParquetFile(tmp_path / "whole.parquet")
+    assert streamed.read().equals(whole.read()) and streamed.read().num_rows == n
+    assert [streamed.metadata.row_group(g).num_rows for g in range(streamed.num_row_groups)] == [
+        whole.metadata.row_group(g).num_rows for g in range(whole.num_row_groups)]
+
