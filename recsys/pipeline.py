@@ -264,9 +264,11 @@ def stage_features(ctx: RunContext) -> dict:
         build_s = time.perf_counter() - t0
         repo = FeatureRepo(es.repo_dir, fcfg)
         repo.write(tables)
+        rows = {k: len(v) for k, v in tables.items()}
+        del tables  # on disk now: the next set's tables are built without this set's in memory
         repo.apply()
         positives = ctx.ds.interactions.loc[ctx.ds.is_positive(ctx.ds.interactions)]
-        out["sets"][es.name] = {"rows": {k: len(v) for k, v in tables.items()}, "build_seconds": build_s,
+        out["sets"][es.name] = {"rows": rows, "build_seconds": build_s,
                                 "interest_skips": interest_skips(positives, item_emb),
                                 "materialize": repo.materialize(end), "repo": str(repo.run_dir),
                                 **_spark_jobs(spark, group)}
