@@ -128,6 +128,7 @@ def point_in_time_frames(ds: Dataset, sets: Sequence[EmbeddingSet], max_train_ro
                 frame[rename.get(c, c)] = got[c].to_numpy()
         for flag in UNKNOWN_FLAGS:
             frame[f"{flag}{s.suffix}"] = got[flag].to_numpy()
+        del got  # its columns are copied: the next set's retrieval runs without this one's whole frame
     split = {p: frame.loc[frame["period"] == p].drop(columns="period").reset_index(drop=True)
              for p in ("valid", "test")}
     return RankingFrames(split["valid"], split["test"], features_by_set, sampled, coverage)
