@@ -154,7 +154,8 @@ def _write_embeddings(ctx: RunContext, model_dir: Path, out: Path, tag: str) -> 
                               f"{encoded.modalities()})")
         for m in present:
             encoded = encoded.without(m)
-    spark, group = _spark(ctx, f"inference-{tag}", f"item embeddings and semantic IDs of the {tag} model")
+    group = f"inference-{tag}"
+    spark = _spark(ctx, group, f"item embeddings and semantic IDs of the {tag} model")
     batch_size = ctx.cfg.embedding.train.infer_batch_size
     t0 = time.perf_counter()
     if spark is None:
@@ -178,15 +179,15 @@ def _write_embeddings(ctx: RunContext, model_dir: Path, out: Path, tag: str) -> 
             "semantic_ids": sid_model.stats(emb), **_spark_jobs(spark, group)}
 
 
-def _spark(ctx: RunContext, group: str, description: str) -> tuple[SparkSession | None, str]:
+def _spark(ctx: RunContext, group: str, description: str) -> SparkSession | None:
     """The run's Spark session with its next jobs grouped under `group` (engine: spark), or None (local)."""
     if ctx.cfg.engine != "spark":
-        return None, group
+        return None
     from recsys.spark import spark_session
 
     spark = spark_session(ctx.cfg.spark_master, conf=ctx.cfg.spark_conf)
     spark.sparkContext.setJobGroup(group, description)
-    return spark, group
+    return spark
 
 
 def _spark_jobs(spark: SparkSession | None, group: str) -> dict:
@@ -256,7 +257,8 @@ def stage_features(ctx: RunContext) -> dict:
     for es in embedding_sets(ctx):
         item_emb = pd.read_parquet(es.item_embeddings)
         t0 = time.perf_counter()
-        spark, group = _spark(ctx, f"features-{es.name}", f"feature tables of {es.name}")
+        group = f"features-{es.name}"
+        spark = _spark(ctx, group, f"feature tables of {es.name}")
         tables = build_feature_tables(ctx.ds, item_emb, start, end, fcfg, ctx.cfg.features.interests,
                                       ctx.cfg.features.stats, spark=spark, scratch_dir=es.repo_dir / "spark_scratch")
         if fcfg.cf_dim:
